@@ -1,0 +1,33 @@
+# Every target creates .venv on first use and installs the project with its test extras.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint fmt bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check engine cli tests benchmarks scripts
+	$(VENV)/bin/ruff format --check engine cli tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format engine cli tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix engine cli tests benchmarks scripts
+
+test: $(STAMP) lint
+	HF_HUB_DISABLE_XET=1 $(VENV)/bin/pytest -n 2 tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""batuta's transfer engine: the public API."""

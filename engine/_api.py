@@ -1,0 +1,215 @@
+"""One method per Hub read endpoint, parsing answers into value types (no aiohttp here)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from engine._errors import ProtocolError, UsageError
+from engine._hub import Ctx, HubClient
+from engine._models import RemoteFile, RepoRef
+
+MAX_TREE_PAGES = 100_000
+
+
+def quote_rev(revision: str) -> str:
+    """A revision as one path segment: `refs/pr/1` -> `refs%2Fpr%2F1` (hub-protocol.md §1.4)."""
+    return quote(revision, safe="")
+
+
+def validate_revision(revision: str) -> str:
+    if not revision or revision.strip() != revision or ".." in revision or "\x00" in revision:
+        raise UsageError(f"invalid revision '{revision}'")
+    return revision
+
+
+@dataclass(frozen=True, slots=True)
+class RepoSummary:
+    """One row of a search listing."""
+
+    id: str
+    task: str | None
+    downloads: int
+    likes: int
+    last_modified: str | None
+    private: bool = False
+
+    @classmethod
+    def parse(cls, item: Mapping[str, Any]) -> RepoSummary:
+        if not isinstance(item.get("id"), str):
+            raise ProtocolError("listing item without an 'id'")
+        task = item.get("pipeline_tag")
+        if task is None:
+            cats = [
+                t.split(":", 1)[1] for t in item.get("tags") or [] if str(t).startswith("task_categories:")
+            ]
+            task = cats[0] if cats else item.get("sdk")
+        return cls(
+            id=item["id"],
+            task=task if isinstance(task, str) else None,
+            downloads=int(item.get("downloads") or 0),
+            likes=int(item.get("likes") or 0),
+            last_modified=item.get("lastModified") or item.get("createdAt"),
+            private=bool(item.get("private", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepoInfo:
+    """Repo metadata at one revision (the fields batuta shows; `raw` keeps the rest)."""
+
+    id: str
+    sha: str
+    author: str | None
+    private: bool
+    gated: str | bool
+    license: str | None
+    task: str | None
+    tags: tuple[str, ...]
+    downloads: int
+    likes: int
+    last_modified: str | None
+    files: tuple[RemoteFile, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> RepoInfo:
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
+            raise ProtocolError("repo info without an 'id'")
+        card = data.get("cardData") or {}
+        tags = tuple(str(t) for t in data.get("tags") or [])
+        license_ = card.get("license") if isinstance(card, Mapping) else None
+        if not license_:
+            license_ = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+        task = data.get("pipeline_tag")
+        if not task:
+            task = next((t.split(":", 1)[1] for t in tags if t.startswith("task_categories:")), None)
+        files = tuple(parse_sibling(s) for s in data.get("siblings") or [])
+        return cls(
+            id=data["id"],
+            sha=str(data.get("sha") or ""),
+            author=data.get("author"),
+            private=bool(data.get("private", False)),
+            gated=data.get("gated", False),
+            license=str(license_) if license_ else None,
+            task=str(task) if task else None,
+            tags=tags,
+            downloads=int(data.get("downloads") or 0),
+            likes=int(data.get("likes") or 0),
+            last_modified=data.get("lastModified"),
+            files=files,
+            raw=data,
+        )
+
+
+def parse_sibling(item: Mapping[str, Any]) -> RemoteFile:
+    lfs = item.get("lfs") or None
+    return RemoteFile(
+        path=str(item["rfilename"]),
+        size=int(item.get("size") or (lfs or {}).get("size") or 0),
+        blob_id=str(item.get("blobId") or ""),
+        lfs_sha256=str(lfs["sha256"]) if lfs else None,
+    )
+
+
+def parse_tree_entry(item: Mapping[str, Any]) -> RemoteFile | None:
+    """A tree entry as a RemoteFile; None for directories. Unused fields (xetHash, lastCommit) are ignored."""
+    if item.get("type") != "file":
+        return None
+    lfs = item.get("lfs") or None
+    sec = item.get("securityFileStatus")
+    status = sec.get("status") if isinstance(sec, Mapping) else None
+    return RemoteFile(
+        path=str(item["path"]),
+        size=int(item.get("size") or 0),
+        blob_id=str(item.get("oid") or ""),
+        lfs_sha256=str(lfs["oid"]) if lfs else None,
+        security_status=str(status) if status else None,
+    )
+
+
+def _next_link(link: str | None) -> str | None:
+    if not link:
+        return None
+    for part in link.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if start != -1 and end > start:
+                return part[start + 1 : end]
+    return None
+
+
+class HubApi:
+    """Typed read calls on top of HubClient."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.client = client
+
+    async def _pages(self, url: str, params: Any, ctx: Ctx) -> AsyncIterator[list[Any]]:
+        next_url: str | None = url
+        for _ in range(MAX_TREE_PAGES):
+            if next_url is None:
+                return
+            resp = await self.client.send("GET", next_url, ctx=ctx, params=params)
+            data = resp.json()
+            if not isinstance(data, list):
+                raise ProtocolError(f"expected a JSON list from {next_url.split('?')[0]}")
+            yield data
+            next_url, params = _next_link(resp.headers.get("link")), None
+
+    async def search(
+        self,
+        repo_type: str,
+        query: str,
+        *,
+        limit: int = 10,
+        author: str | None = None,
+        task: str | None = None,
+        sort: str | None = None,
+    ) -> list[RepoSummary]:
+        params: list[tuple[str, str]] = [("limit", str(limit))]
+        if query:
+            params.append(("search", query))
+        if author:
+            params.append(("author", author))
+        if task:
+            params.append(
+                ("pipeline_tag", task) if repo_type == "model" else ("filter", f"task_categories:{task}")
+            )
+        if sort:
+            params += [("sort", sort), ("direction", "-1")]
+        out: list[RepoSummary] = []
+        async for page in self._pages(self.client.url(f"/api/{repo_type}s"), params, Ctx()):
+            out.extend(RepoSummary.parse(item) for item in page)
+            if len(out) >= limit or not page:
+                break
+        return out[:limit]
+
+    async def repo_info(self, ref: RepoRef, revision: str | None = None, *, blobs: bool = True) -> RepoInfo:
+        path = f"/api/{ref.api_collection}/{ref.repo_id}"
+        if revision:
+            path += f"/revision/{quote_rev(validate_revision(revision))}"
+        params = {"blobs": "true"} if blobs else None
+        data = await self.client.get_json(path, ctx=Ctx(ref.repo_id, revision or "main"), params=params)
+        return RepoInfo.parse(data)
+
+    async def list_tree(
+        self, ref: RepoRef, revision: str, *, expand: bool = False, path: str = ""
+    ) -> list[RemoteFile]:
+        url = self.client.url(f"/api/{ref.api_collection}/{ref.repo_id}/tree/{quote_rev(revision)}")
+        if path:
+            url += "/" + quote(path, safe="")
+        params = {"recursive": "true", "expand": "true" if expand else "false"}
+        files: list[RemoteFile] = []
+        async for page in self._pages(url, params, Ctx(ref.repo_id, revision)):
+            files.extend(f for f in (parse_tree_entry(item) for item in page) if f is not None)
+        return files
+
+    def resolve_url(self, ref: RepoRef, revision: str, path: str) -> str:
+        return self.client.url(f"/{ref.url_prefix}{ref.repo_id}/resolve/{quote_rev(revision)}/{quote(path)}")
+
+
+def summarize_sizes(files: Sequence[RemoteFile]) -> int:
+    return sum(f.size for f in files)

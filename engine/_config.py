@@ -1,0 +1,146 @@
+"""Frozen settings of a run, and how they are read from the environment.
+
+Every default lives here. Precedence follows the official client (hub-protocol.md §2.2, §12):
+explicit argument > environment variable > token file > default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from engine._errors import UsageError
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_TRUE = {"1", "on", "yes", "true"}
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retry schedule: `base_s` doubling per attempt, jittered, never above `cap_s`."""
+
+    max_retries: int = 5
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    jitter: float = 0.2  # +-20 %: spreads a herd of retries without making the wait unpredictable
+
+
+@dataclass(frozen=True, slots=True)
+class HostLimits:
+    """Request budget for one host: a token bucket of `rate_per_s` with bursts of `burst`.
+
+    The defaults sit at the anonymous quotas of the Hub (hub-protocol.md §10.1): 3 000 resolver
+    and 500 API requests per 5-minute window. The burst lets a pull of a few thousand small files
+    start at full speed; the rate keeps a long mirror run inside the window. RateLimit headers
+    sent by the server override both.
+    """
+
+    rate_per_s: float
+    burst: int
+
+
+API_LIMITS = HostLimits(rate_per_s=500 / 300, burst=200)
+RESOLVE_LIMITS = HostLimits(rate_per_s=3000 / 300, burst=2500)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything a run needs to know; build it with `load_config()`."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    token: str | None = None
+    hf_home: Path = field(default_factory=lambda: Path.home() / ".cache" / "huggingface")
+    hub_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "huggingface" / "hub")
+    offline: bool = False
+    retry: RetryPolicy = RetryPolicy()
+    api_limits: HostLimits = API_LIMITS
+    resolve_limits: HostLimits = RESOLVE_LIMITS
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+    # A connection that delivers no byte for this long is dropped and its range retried.
+    stall_timeout_s: float = 30.0
+    max_connections: int = 32
+    # Measured on loopback with 40 MB/s per connection (benchmarks/README.md): 8 MiB ranges keep
+    # enough requests in flight to fill the pipe while staying large next to the per-request latency.
+    chunk_bytes: int = 8 * MiB
+    files_in_flight: int = 8
+    max_rate_bytes_s: float | None = None
+    hash_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+
+    @property
+    def endpoint_origin(self) -> tuple[str, str, int]:
+        return origin_of(self.endpoint)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, lower-cased host, port with the scheme default filled in)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def normalize_endpoint(value: str) -> str:
+    """Strip trailing slashes and check that `value` is an http(s) URL with a host."""
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid endpoint '{value}' (expected an http:// or https:// URL)")
+    return value
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in _TRUE
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    **overrides: object,
+) -> EngineConfig:
+    """Build an EngineConfig from `env` (default: os.environ) and explicit overrides.
+
+    Raises UsageError for an endpoint that is not an http(s) URL.
+    """
+    env = os.environ if env is None else env
+    if env.get("HF_HOME"):
+        hf_home = Path(env["HF_HOME"]).expanduser()
+    elif env.get("XDG_CACHE_HOME"):
+        hf_home = Path(env["XDG_CACHE_HOME"]).expanduser() / "huggingface"
+    else:
+        hf_home = Path.home() / ".cache" / "huggingface"
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    hub_cache = Path(cache).expanduser() if cache else hf_home / "hub"
+
+    if token is None:
+        token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+    if token is None:
+        token_path = (
+            Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH") else hf_home / "token"
+        )
+        token = _read_token_file(token_path)
+    token = token.strip() if token else None
+
+    kwargs: dict[str, object] = {
+        "endpoint": normalize_endpoint(endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT),
+        "token": token or None,
+        "hf_home": hf_home,
+        "hub_cache": hub_cache,
+        "offline": _truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE")),
+    }
+    kwargs.update(overrides)
+    return EngineConfig(**kwargs)  # type: ignore[arg-type]

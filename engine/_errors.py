@@ -1,0 +1,131 @@
+"""The exception tree of the engine.
+
+```
+BatutaError                    root; never raised directly
+├── UsageError                 bad repo id, revision, path or option: the caller's mistake
+│   └── SecretsFoundError      push refused: credentials found in the folder (.findings)
+├── OfflineError               HF_HUB_OFFLINE is set and the answer is not in the cache
+├── HubError                   the Hub answered with an error        (.status, .url, .request_id)
+│   ├── NotFoundError          404 for a repo, revision or file      (.code)
+│   ├── AuthRequiredError      401: no token, or a token the Hub does not accept
+│   ├── GatedRepoError         gated repo, access not granted
+│   ├── ForbiddenError         403: the token lacks the right
+│   ├── ConflictError          409 / 412: repo exists, parent commit moved
+│   ├── RateLimitedError       still 429 after retries               (.retry_after_s)
+│   ├── HubServerError         still 5xx after retries
+│   └── ProtocolError          an answer that is not what the Hub sends (HTML, garbage)
+├── TransportError             no usable answer                      (.url, .attempts)
+│   ├── ConnectError           connection refused, DNS, TLS
+│   └── TransferTimeoutError   no byte for too long
+├── IntegrityError             wrong size or digest                  (.path, .expected, .actual)
+└── TransferIncompleteError    some selected files failed            (.failed)
+```
+
+This module imports nothing third-party, so the CLI can map errors without loading aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BatutaError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class UsageError(BatutaError):
+    """The caller asked for something invalid: repo id, revision, option, path."""
+
+
+class SecretsFoundError(UsageError):
+    """A push was refused because the folder holds credentials."""
+
+    def __init__(self, message: str, *, findings: Sequence[str]) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
+
+
+class OfflineError(BatutaError):
+    """Offline mode is on and what was asked for is not in the local cache."""
+
+
+class HubError(BatutaError):
+    """The Hub answered with an error status (retries, if any, are used up)."""
+
+    def __init__(self, message: str, *, status: int = 0, url: str = "", request_id: str = "") -> None:
+        super().__init__(message)
+        self.status, self.url, self.request_id = status, url, request_id
+
+
+class NotFoundError(HubError):
+    """A repo, revision or file does not exist (or is not visible to this token)."""
+
+    def __init__(
+        self, message: str, *, status: int = 404, url: str = "", request_id: str = "", code: str = ""
+    ) -> None:
+        super().__init__(message, status=status, url=url, request_id=request_id)
+        self.code = code
+
+
+class AuthRequiredError(HubError):
+    """401: a token is needed, or the token was refused."""
+
+
+class GatedRepoError(HubError):
+    """The repo is gated and this token has not been granted access."""
+
+
+class ForbiddenError(HubError):
+    """403: the token is valid but lacks the right (e.g. read-only token on a write)."""
+
+
+class ConflictError(HubError):
+    """409 or 412: the repo already exists, or the branch moved under a commit."""
+
+
+class RateLimitedError(HubError):
+    """Still 429 after every retry."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class HubServerError(HubError):
+    """Still 5xx after every retry."""
+
+
+class ProtocolError(HubError):
+    """The endpoint answered something that is not a Hub answer (HTML, invalid JSON)."""
+
+
+class TransportError(BatutaError):
+    """No usable answer from the network."""
+
+    def __init__(self, message: str, *, url: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.url, self.attempts = url, attempts
+
+
+class ConnectError(TransportError):
+    """The endpoint could not be reached."""
+
+
+class TransferTimeoutError(TransportError):
+    """A request or a stream made no progress within its time budget."""
+
+
+class IntegrityError(BatutaError):
+    """Downloaded or uploaded bytes do not match the expected size or digest."""
+
+    def __init__(self, message: str, *, path: str = "", expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.path, self.expected, self.actual = path, expected, actual
+
+
+class TransferIncompleteError(BatutaError):
+    """A transfer ended with some selected files missing or failed."""
+
+    def __init__(self, message: str, *, failed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failed = list(failed)

@@ -1,0 +1,436 @@
+"""The HTTP core: one aiohttp session per run, per-host budgets, retries, error mapping.
+
+This is the only engine module that imports aiohttp. Every request goes through `_send()`:
+it waits for the host's token bucket, sends, follows redirects itself (the token is attached
+only on the endpoint's origin), honours Retry-After for the whole host, backs off on 429/5xx
+and network errors, and turns what is left into the BatutaError tree.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import aiohttp
+import anyio
+
+from engine import _errors as E
+from engine._backoff import backoff_delay, is_retryable_status, parse_ratelimit, parse_retry_after
+from engine._config import EngineConfig, HostLimits, origin_of
+from engine._events import EventSink, HostPaused, RetryScheduled, discard
+from engine._ratelimit import TokenBucket, acquire
+
+USER_AGENT = "batuta/0.1.0; python"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 10
+# Other hosts (CDN, storage) are not metered by the Hub; the bucket only carries Retry-After pauses.
+_UNMETERED = HostLimits(rate_per_s=1e6, burst=1_000_000)
+
+Body = bytes | Callable[[], bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What a request is about, so errors can name it: `revision 'v2' not found in acme/tiny`."""
+
+    repo: str = ""
+    revision: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HubResponse:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    url: str
+
+    def json(self) -> Any:
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError as exc:
+            head = self.body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
+            kind = "HTML" if head.lower().startswith(("<!doctype", "<html")) else "non-JSON data"
+            raise E.ProtocolError(
+                f"{_origin_str(self.url)} answered {kind}, not a Hub API response (is it a Hub endpoint?)",
+                status=self.status,
+                url=strip_query(self.url),
+            ) from exc
+
+
+class Stream:
+    """An open streaming response: status, headers, final URL and its body in chunks."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
+        self._resp, self.url = resp, url
+        self.status = resp.status
+        self.headers = _headers(resp)
+
+    async def iter_chunks(self, size: int = 1 << 20) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
+            raise E.TransportError(
+                f"connection broke while reading {strip_query(self.url)}", url=strip_query(self.url)
+            ) from exc
+        except TimeoutError as exc:
+            raise E.TransferTimeoutError(
+                f"no data for too long from {strip_query(self.url)}", url=strip_query(self.url)
+            ) from exc
+
+
+def strip_query(url: str) -> str:
+    """The URL without query string or fragment: signed URLs carry credentials in the query."""
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+
+
+def _origin_str(url: str) -> str:
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.netloc}"
+
+
+def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in resp.headers.items():
+        key = k.lower()
+        out[key] = f"{out[key]}, {v}" if key in out else v
+    return out
+
+
+class HubClient:
+    """Async client for the Hub's HTTP API; an async context manager owning one aiohttp session."""
+
+    def __init__(self, config: EngineConfig, on_event: EventSink = discard) -> None:
+        self.config = config
+        self._on_event = on_event
+        self._session: aiohttp.ClientSession | None = None
+        self._buckets: dict[tuple[str, str, int, str], TokenBucket] = {}
+        self.retries = 0
+
+    async def __aenter__(self) -> HubClient:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections,
+            limit_per_host=self.config.max_connections,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=self.config.connect_timeout_s,
+                sock_read=self.config.stall_timeout_s,
+            ),
+            headers={"User-Agent": USER_AGENT},
+            auto_decompress=False,
+            # Cookies from a CDN must never follow a request to another host.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def set_event_sink(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+
+    # -- URLs -------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return f"{self.config.endpoint}{path}"
+
+    def _is_hub(self, url: str) -> bool:
+        return origin_of(url) == self.config.endpoint_origin
+
+    def _bucket(self, url: str) -> TokenBucket:
+        scheme, host, port = origin_of(url)
+        if not self._is_hub(url):
+            kind, limits = "other", _UNMETERED
+        elif "/resolve/" in urlsplit(url).path:
+            kind, limits = "resolvers", self.config.resolve_limits
+        else:
+            kind, limits = "api", self.config.api_limits
+        key = (scheme, host, port, kind)
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(limits)
+        return self._buckets[key]
+
+    def _auth_headers(self, url: str, auth: bool) -> dict[str, str]:
+        # The token goes to the endpoint's origin and nowhere else, whatever redirected us.
+        if auth and self.config.token and self._is_hub(url):
+            return {"Authorization": f"Bearer {self.config.token}"}
+        return {}
+
+    def _check_online(self) -> None:
+        if self.config.offline:
+            raise E.OfflineError("offline mode is on (HF_HUB_OFFLINE): no request is sent")
+
+    # -- retry bookkeeping ------------------------------------------------------------------
+
+    def _observe(self, url: str, headers: Mapping[str, str]) -> None:
+        state = parse_ratelimit(headers.get("ratelimit"), headers.get("ratelimit-policy"))
+        if state is None:
+            return
+        pause = self._bucket(url).observe(state)
+        if pause > 0:
+            self._on_event(
+                HostPaused(urlsplit(url).netloc, pause, f"rate-limit window '{state.name}' exhausted")
+            )
+
+    async def _wait_retry(self, url: str, attempt: int, reason: str, retry_after: float | None) -> None:
+        self.retries += 1
+        if retry_after is not None:
+            delay = retry_after
+            # Retry-After speaks for the host, not the request: every task waits behind it.
+            self._bucket(url).pause(delay)
+            self._on_event(HostPaused(urlsplit(url).netloc, delay, f"server asked to wait (HTTP {reason})"))
+        else:
+            delay = backoff_delay(attempt, self.config.retry)
+        self._on_event(RetryScheduled(strip_query(url), attempt, delay, reason))
+        await anyio.sleep(delay)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        ctx: Ctx = Ctx(),
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        json: Any = None,
+        auth: bool = True,
+        follow: bool = True,
+        ok: Callable[[int], bool] = lambda s: s < 400,
+    ) -> HubResponse:
+        """Send one request with retries; return the final response or raise a BatutaError.
+
+        Redirects are followed by hand when `follow` is true, attaching the token only on the
+        endpoint's origin. `ok` decides which statuses are returned instead of raised.
+        """
+        self._check_online()
+        assert self._session is not None, "HubClient used outside 'async with'"
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        attempt, redirects = 0, 0
+        while True:
+            await acquire(self._bucket(url))
+            req_headers = {
+                "X-Amzn-Trace-Id": str(uuid.uuid4()),
+                **(headers or {}),
+                **self._auth_headers(url, auth),
+            }
+            data = body() if callable(body) else body
+            try:
+                async with self._session.request(
+                    method, url, params=params, headers=req_headers, data=data, allow_redirects=False
+                ) as resp:
+                    hdrs = _headers(resp)
+                    self._observe(url, hdrs)
+                    status = resp.status
+                    if follow and status in _REDIRECTS and "location" in hdrs:
+                        redirects += 1
+                        if redirects > _MAX_REDIRECTS:
+                            raise E.ProtocolError(
+                                f"too many redirects from {strip_query(url)}", url=strip_query(url)
+                            )
+                        url, params = urljoin(str(resp.url), hdrs["location"]), None
+                        if status == 303:
+                            method, body = "GET", None
+                        continue
+                    if is_retryable_status(status) and attempt < self.config.retry.max_retries:
+                        attempt += 1
+                        await resp.read()
+                        await self._wait_retry(
+                            url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
+                        )
+                        continue
+                    payload = await resp.read()
+                    response = HubResponse(status, hdrs, payload, str(resp.url))
+            except E.BatutaError:
+                raise
+            except (
+                aiohttp.ClientConnectorError,
+                aiohttp.ClientOSError,
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientPayloadError,
+                TimeoutError,
+                ConnectionError,
+            ) as exc:
+                reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
+                if attempt < self.config.retry.max_retries:
+                    attempt += 1
+                    await self._wait_retry(url, attempt, reason, None)
+                    continue
+                raise self._transport_error(url, exc, attempt + 1) from exc
+            except aiohttp.ClientError as exc:
+                raise self._transport_error(url, exc, attempt + 1) from exc
+            if not ok(response.status):
+                raise map_error(response, ctx, has_token=bool(self.config.token) and self._is_hub(url))
+            return response
+
+    def _transport_error(self, url: str, exc: BaseException, attempts: int) -> E.TransportError:
+        target = self.config.endpoint if self._is_hub(url) else _origin_str(url)
+        if isinstance(exc, TimeoutError):
+            return E.TransferTimeoutError(
+                f"{target} did not answer in time after {attempts} attempts",
+                url=strip_query(url),
+                attempts=attempts,
+            )
+        return E.ConnectError(
+            f"cannot reach {target}: {_short_reason(exc)} (after {attempts} attempts)",
+            url=strip_query(url),
+            attempts=attempts,
+        )
+
+    async def get_json(self, path: str, *, ctx: Ctx = Ctx(), params: Any = None) -> Any:
+        return (await self.send("GET", self.url(path), ctx=ctx, params=params)).json()
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        ctx: Ctx = Ctx(),
+        byte_range: tuple[int, int] | None = None,
+        auth: bool = True,
+    ) -> AsyncIterator[Stream]:
+        """GET `url` and yield the open response for streaming (redirects followed, token kept on-Hub).
+
+        Status errors are retried and mapped like `send()`; errors while reading the body surface
+        from `Stream.iter_chunks()` as TransportError for the caller to resume.
+        """
+        self._check_online()
+        assert self._session is not None, "HubClient used outside 'async with'"
+        attempt, redirects = 0, 0
+        while True:
+            await acquire(self._bucket(url))
+            headers = {"Accept-Encoding": "identity", **self._auth_headers(url, auth)}
+            if byte_range is not None:
+                headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+            try:
+                resp = await self._session.get(url, headers=headers, allow_redirects=False)
+            except (
+                aiohttp.ClientConnectorError,
+                aiohttp.ClientOSError,
+                aiohttp.ServerDisconnectedError,
+                TimeoutError,
+                ConnectionError,
+            ) as exc:
+                if attempt < self.config.retry.max_retries:
+                    attempt += 1
+                    await self._wait_retry(
+                        url, attempt, "timeout" if isinstance(exc, TimeoutError) else "connect", None
+                    )
+                    continue
+                raise self._transport_error(url, exc, attempt + 1) from exc
+            try:
+                hdrs = _headers(resp)
+                self._observe(url, hdrs)
+                if resp.status in _REDIRECTS and "location" in hdrs:
+                    redirects += 1
+                    if redirects > _MAX_REDIRECTS:
+                        raise E.ProtocolError(
+                            f"too many redirects from {strip_query(url)}", url=strip_query(url)
+                        )
+                    url = urljoin(str(resp.url), hdrs["location"])
+                    continue
+                if is_retryable_status(resp.status) and attempt < self.config.retry.max_retries:
+                    attempt += 1
+                    await resp.read()
+                    await self._wait_retry(
+                        url, attempt, str(resp.status), parse_retry_after(hdrs.get("retry-after"))
+                    )
+                    continue
+                if resp.status >= 400:
+                    body = await resp.read()
+                    raise map_error(
+                        HubResponse(resp.status, hdrs, body, str(resp.url)),
+                        ctx,
+                        has_token=bool(self.config.token) and self._is_hub(url),
+                    )
+                yield Stream(resp, str(resp.url))
+                return
+            finally:
+                resp.release()
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        return (err.strerror or str(err)).lower() if err else "connection failed"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:120]
+
+
+def _server_message(resp: HubResponse) -> str:
+    msg = resp.headers.get("x-error-message", "")
+    if not msg and resp.body[:1] in (b"{", b"["):
+        try:
+            data = jsonlib.loads(resp.body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            msg = data["error"]
+    return msg.strip().splitlines()[0][:200] if msg.strip() else ""
+
+
+def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool) -> E.HubError:
+    """Turn an error response into the matching HubError, with a message that names the object."""
+    status, code = resp.status, resp.headers.get("x-error-code", "")
+    url = strip_query(resp.url)
+    kw: dict[str, Any] = {"status": status, "url": url, "request_id": resp.headers.get("x-request-id", "")}
+    repo = ctx.repo or "the repository"
+    server_msg = _server_message(resp)
+    if code == "GatedRepo":
+        hint = "request access on its page" if has_token else "set HF_TOKEN or pass --token"
+        return E.GatedRepoError(f"{repo} is gated: access not granted ({hint})", **kw)
+    if code == "RevisionNotFound":
+        return E.NotFoundError(f"revision '{ctx.revision}' not found in {repo}", code=code, **kw)
+    if code == "EntryNotFound":
+        where = f" at {ctx.revision}" if ctx.revision else ""
+        return E.NotFoundError(f"file '{ctx.path}' not found in {repo}{where}", code=code, **kw)
+    if status == 401:
+        if "invalid credentials" in server_msg.lower():
+            return E.AuthRequiredError("the token was refused by the Hub (invalid or revoked)", **kw)
+        if has_token:
+            return E.AuthRequiredError(
+                f"authentication failed for {repo}: {server_msg or 'unauthorized'}", **kw
+            )
+        return E.AuthRequiredError(
+            f"authentication required for {repo} (private, or does not exist): set HF_TOKEN or pass --token",
+            **kw,
+        )
+    if code == "RepoNotFound" or (status == 404 and ctx.repo and not ctx.path):
+        return E.NotFoundError(f"repository '{repo}' not found", code=code or "RepoNotFound", **kw)
+    if status == 404:
+        return E.NotFoundError(
+            f"not found: {ctx.path or url}" + (f" in {ctx.repo}" if ctx.repo else ""), **kw
+        )
+    if status == 403:
+        return E.ForbiddenError(f"forbidden: {server_msg or 'the token lacks the right for ' + repo}", **kw)
+    if status in (409, 412):
+        return E.ConflictError(server_msg or f"conflict on {repo} (HTTP {status})", **kw)
+    if status == 429:
+        return E.RateLimitedError(
+            f"rate limited by {_origin_str(resp.url)} after retries",
+            retry_after_s=parse_retry_after(resp.headers.get("retry-after")),
+            **kw,
+        )
+    if status >= 500:
+        return E.HubServerError(f"server error {status} from {_origin_str(resp.url)} after retries", **kw)
+    return E.HubError(f"HTTP {status} from {url}" + (f": {server_msg}" if server_msg else ""), **kw)

@@ -1,0 +1,79 @@
+"""Value types shared by the engine: repo references and remote file entries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from engine._errors import UsageError
+
+RepoType = Literal["model", "dataset", "space"]
+REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset", "space")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def parse_repo_type(value: str) -> RepoType:
+    """Return `value` as a repo type, accepting plurals; raise UsageError otherwise."""
+    v = value.strip().lower().removesuffix("s")
+    for t in REPO_TYPES:
+        if v == t:
+            return t
+    raise UsageError(f"unknown asset type '{value}' (expected model, dataset or space)")
+
+
+def validate_repo_id(repo_id: str) -> str:
+    """Check `namespace/name` as the Hub does; return it unchanged or raise UsageError."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(_NAME.match(p) for p in parts):
+        raise UsageError(f"invalid repo id '{repo_id}' (expected namespace/name)")
+    for p in parts:
+        if ".." in p or "--" in p or p.endswith((".git", ".")):
+            raise UsageError(f"invalid repo id '{repo_id}' (expected namespace/name)")
+    return repo_id
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """A repository on the Hub: its type and `namespace/name` id."""
+
+    repo_type: RepoType
+    repo_id: str
+
+    @classmethod
+    def parse(cls, repo_type: str, repo_id: str) -> RepoRef:
+        return cls(parse_repo_type(repo_type), validate_repo_id(repo_id))
+
+    @property
+    def api_collection(self) -> str:
+        return f"{self.repo_type}s"
+
+    @property
+    def url_prefix(self) -> str:
+        """Prefix of file and web URLs: empty for models, `datasets/` or `spaces/` otherwise."""
+        return "" if self.repo_type == "model" else f"{self.repo_type}s/"
+
+    @property
+    def cache_folder(self) -> str:
+        return f"{self.repo_type}s--{self.repo_id.replace('/', '--')}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """One file of a repo at a commit, as the tree listing describes it."""
+
+    path: str
+    size: int
+    blob_id: str  # git blob sha1 (of the pointer, for LFS files)
+    lfs_sha256: str | None = None
+    security_status: str | None = None  # the Hub's own scan verdict when the listing carries one
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.lfs_sha256 is not None
+
+    @property
+    def etag(self) -> str:
+        """The name the HF cache gives this file's blob: sha256 for LFS, git sha1 otherwise."""
+        return self.lfs_sha256 or self.blob_id
