@@ -1,0 +1,1 @@
+"""batuta's command-line front end (typer). Heavy modules are imported lazily inside commands."""

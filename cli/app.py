@@ -1,0 +1,64 @@
+"""The typer root `batuta`, global options, and the one-line error contract of `main()`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated
+
+import click
+import typer
+
+from cli.hf import hf
+
+app = typer.Typer(
+    name="batuta",
+    help="batuta: fast, safe transfers to and from the Hugging Face Hub.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(hf, name="hf")
+
+
+@dataclass
+class GlobalOptions:
+    endpoint: str | None = None
+    token: str | None = None
+    verbose: bool = False
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Hub URL (overrides HF_ENDPOINT).", show_default=False)
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Hub token (overrides HF_TOKEN and the token file).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show retries and waits.")] = False,
+) -> None:
+    """batuta: fast, safe transfers to and from the Hugging Face Hub."""
+    ctx.obj = GlobalOptions(endpoint, token, verbose)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+        sys.exit(0)
+    except click.UsageError as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,301 @@
+"""All terminal output: tables, trees, progress, JSON documents and error lines (the only rich importer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from engine import InfoResult, RepoSummary
+    from engine._pull import PullResult
+
+
+def console(stderr: bool = False) -> Console:
+    # NO_COLOR is honoured by rich itself; a pipe gets no colour and no animation.
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, no_color="NO_COLOR" in os.environ or None)
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def ecosystem(*, integration: bool, as_json: bool) -> None:
+    from engine import _ecosystem as eco
+
+    if as_json:
+        emit_json(eco.integration_document() if integration else eco.ecosystem_document())
+        return
+    text = eco.render_ascii_integration() if integration else eco.render_ascii_tree()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def search_results(repo_type: str, hits: Sequence[RepoSummary], *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"type": repo_type, "count": len(hits), "results": [asdict(h) for h in hits]})
+        return
+    out = console()
+    if not hits:
+        out.print(f"no {repo_type}s found")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col, justify in (
+        ("id", "left"),
+        ("task", "left"),
+        ("downloads", "right"),
+        ("likes", "right"),
+        ("updated", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for h in hits:
+        table.add_row(h.id, h.task or "-", f"{h.downloads:,}", f"{h.likes:,}", (h.last_modified or "-")[:10])
+    out.print(table)
+
+
+def repo_info(result: InfoResult, *, as_json: bool) -> None:
+    i = result.info
+    files = [asdict(f) for f in result.files]
+    if as_json:
+        emit_json(
+            {
+                "type": result.repo_type,
+                "id": i.id,
+                "sha": i.sha,
+                "author": i.author,
+                "private": i.private,
+                "gated": i.gated,
+                "license": i.license,
+                "task": i.task,
+                "tags": list(i.tags),
+                "downloads": i.downloads,
+                "likes": i.likes,
+                "last_modified": i.last_modified,
+                "files": files,
+                "total_bytes": result.total_bytes,
+                "quantizations": list(result.quantizations),
+            }
+        )
+        return
+    out = console()
+    gated = "no" if not i.gated else f"yes ({i.gated})"
+    rows = [
+        ("id", i.id),
+        ("type", result.repo_type),
+        ("commit", i.sha or "-"),
+        ("author", i.author or "-"),
+        ("private", "yes" if i.private else "no"),
+        ("gated", gated),
+        ("license", i.license or "-"),
+        ("task", i.task or "-"),
+        ("tags", ", ".join(i.tags) or "-"),
+        ("downloads", f"{i.downloads:,}"),
+        ("likes", f"{i.likes:,}"),
+        ("last modified", i.last_modified or "-"),
+        ("files", f"{len(result.files)} ({human_bytes(result.total_bytes)})"),
+    ]
+    if result.quantizations:
+        rows.append(("quantizations", ", ".join(result.quantizations)))
+    for key, value in rows:
+        out.print(f"{key + ':':<15}{value}", markup=False)
+    table = Table(box=None, pad_edge=False)
+    for col, justify in (
+        ("", "left"),
+        ("file", "left"),
+        ("size", "right"),
+        ("lfs", "left"),
+        ("safety", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for f in result.files:
+        mark = "✓" if f.safe else "✗"
+        table.add_row(mark, f.path, human_bytes(f.size), "lfs" if f.lfs else "", f.reason)
+    out.print()
+    out.print(table)
+
+
+def server_ready(url: str, blob_url: str) -> None:
+    out = console(stderr=True)
+    out.print(f"serving the Hub API on {url} (CDN blobs on {blob_url}); Ctrl-C stops", markup=False)
+    out.print(f"use it with: HF_ENDPOINT={url}", markup=False)
+
+
+class _TransferView:
+    """Turns engine events into a live rich display (or plain stderr lines)."""
+
+    def __init__(self, live: bool, verbose: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.err = console(stderr=True)
+        self.verbose = verbose
+        self.live = live
+        self.progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console(),
+            transient=True,
+            disable=not live,
+        )
+        self.total = self.progress.add_task("total", total=None, visible=False)
+        self.tasks: dict[str, Any] = {}
+        self.files_total = 0
+        self.files_done = 0
+
+    def __call__(self, event: Any) -> None:
+        from engine import (
+            BytesMoved,
+            FileFailed,
+            FileFinished,
+            FileStarted,
+            HostPaused,
+            Notice,
+            PlanReady,
+            RetryScheduled,
+        )
+
+        match event:
+            case BytesMoved(path=path, n=n):
+                self.progress.advance(self.total, n)
+                if path in self.tasks:
+                    self.progress.advance(self.tasks[path], n)
+            case PlanReady(files=files, total_bytes=total, skipped=skipped):
+                self.files_total, self.files_done = files, skipped
+                self.progress.update(self.total, total=total, visible=True)
+                self._label()
+            case FileStarted(path=path, total_bytes=size):
+                if self.live and size > 0:
+                    self.tasks[path] = self.progress.add_task(path, total=size)
+            case FileFinished(path=path, skipped=skipped):
+                self.files_done += 1
+                self._finish(path, skipped)
+            case FileFailed(path=path, reason=reason):
+                self.files_done += 1
+                self._finish(path, True)
+                self.err.print(f"failed: {path}: {reason}", markup=False)
+            case HostPaused(host=host, delay_s=delay, reason=reason):
+                self.err.print(f"waiting {delay:.0f} s for {host}: {reason}", markup=False)
+            case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self.verbose:
+                self.err.print(f"retry {attempt} in {delay:.1f} s ({reason}): {url}", markup=False)
+            case Notice(message=message):
+                self.err.print(message, markup=False)
+            case _:
+                pass
+
+    def _finish(self, path: str, skipped: bool) -> None:
+        task = self.tasks.pop(path, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self._label()
+
+    def _label(self) -> None:
+        self.progress.update(self.total, description=f"total ({self.files_done}/{self.files_total} files)")
+
+
+@contextmanager
+def transfer_progress(*, quiet: bool, verbose: bool = False) -> Iterator[Callable[[Any], None]]:
+    """A live progress display fed by engine events; static (nothing animated) off a terminal."""
+    live = not quiet and console().is_terminal
+    view = _TransferView(live, verbose)
+    if quiet:
+        view.progress.disable = True
+    with view.progress:
+        yield view
+
+
+def pull_summary(result: PullResult, *, as_json: bool) -> None:
+    from cli.errors import ExitCode
+    from cli.runner import fail
+
+    mb_s = result.bytes_downloaded / 1e6 / result.seconds if result.seconds > 0 else 0.0
+    if as_json:
+        emit_json(
+            {
+                "repo": result.repo,
+                "type": result.repo_type,
+                "revision": result.revision,
+                "commit": result.commit,
+                "destination": result.destination,
+                "dry_run": result.dry_run,
+                "files": [asdict(f) for f in result.files],
+                "total_bytes": result.total_bytes,
+                "downloaded": result.downloaded,
+                "bytes_downloaded": result.bytes_downloaded,
+                "skipped": result.skipped,
+                "blocked": [asdict(b) for b in result.blocked],
+                "allowed_unsafe": [asdict(b) for b in result.allowed_unsafe],
+                "failed": [asdict(f) for f in result.failed],
+                "retries": result.retries,
+                "seconds": round(result.seconds, 3),
+                "mb_per_s": round(mb_s, 1),
+            }
+        )
+    else:
+        out = console()
+        if result.dry_run:
+            table = Table(box=None, pad_edge=False)
+            for col in ("action", "file", "size"):
+                table.add_column(col, justify="right" if col == "size" else "left")
+            for f in result.files:
+                table.add_row(f.action, f.path, human_bytes(f.size))
+            for b in result.blocked:
+                table.add_row("blocked", b.path, human_bytes(b.size))
+            out.print(table)
+            todo = sum(f.size for f in result.files if f.action == "download")
+            out.print(
+                f"plan for {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.files)} files, "
+                f"{human_bytes(todo)} to download, {len(result.skipped)} already present, {len(result.blocked)} blocked",
+                markup=False,
+            )
+        else:
+            for b in result.allowed_unsafe:
+                console(stderr=True).print(
+                    f"warning: downloaded unsafe file {b.path} ({b.reason})", markup=False
+                )
+            out.print(
+                f"pulled {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.downloaded)} downloaded, "
+                f"{len(result.skipped)} already present, {len(result.blocked)} blocked, "
+                f"{human_bytes(result.bytes_downloaded)} in {result.seconds:.1f} s ({mb_s:.1f} MB/s)",
+                markup=False,
+            )
+            out.print(f"-> {result.destination}", markup=False)
+        if result.blocked:
+            console(stderr=True).print(
+                f"{len(result.blocked)} unsafe files were not downloaded (pass --allow-unsafe to get them)",
+                markup=False,
+            )
+    if result.failed:
+        code = (
+            ExitCode.INTEGRITY
+            if all(f.kind == "IntegrityError" for f in result.failed)
+            else ExitCode.INCOMPLETE
+        )
+        names = ", ".join(f.path for f in result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")
+        fail(
+            f"{len(result.failed)} of {len(result.files)} files failed: {names}: {result.failed[0].reason}",
+            code,
+        )

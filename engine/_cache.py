@@ -1,0 +1,219 @@
+"""The HF cache layout (hub-protocol.md §7) and the local-dir metadata (§7.6).
+
+Everything here touches the file system but decides nothing about the network. Writes are
+atomic (temp name, then rename), so a killed process never leaves a half-written ref,
+metadata file or symlink behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine._errors import UsageError
+from engine._models import RemoteFile, RepoRef
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by batuta (Hugging Face cache layout).\n"
+)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def inside(root: Path, rel: str) -> Path:
+    """`root/rel`, refusing anything that would land outside `root` (even through symlinks)."""
+    target = root / rel
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(target.parent)
+    if os.path.commonpath([real_root, real_parent]) != real_root:
+        raise UsageError(f"refusing unsafe path from server: '{rel}'")
+    return target
+
+
+def apply_umask_mode(path: Path) -> None:
+    """Give a finished file the mode a fresh file would get (temp files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@dataclass(frozen=True, slots=True)
+class RepoCache:
+    """One repo's folder in the HF cache: blobs/, refs/, snapshots/, trees/ and its lock folder."""
+
+    hub_cache: Path
+    ref: RepoRef
+
+    @property
+    def folder(self) -> Path:
+        return self.hub_cache / self.ref.cache_folder
+
+    def blob(self, etag: str) -> Path:
+        return self.folder / "blobs" / etag
+
+    def snapshot(self, commit: str) -> Path:
+        return self.folder / "snapshots" / commit
+
+    def lock(self, etag: str) -> Path:
+        return self.hub_cache / ".locks" / self.ref.cache_folder / f"{etag}.lock"
+
+    def incomplete(self, etag: str) -> Path:
+        return self.folder / "blobs" / f"{etag}.incomplete"
+
+    def read_ref(self, revision: str) -> str | None:
+        if COMMIT_RE.match(revision):
+            return revision
+        try:
+            value = (self.folder / "refs" / revision).read_text()
+        except OSError:
+            return None
+        return value if COMMIT_RE.match(value) else None
+
+    def write_ref(self, revision: str, commit: str) -> None:
+        if revision == commit:
+            return
+        path = self.folder / "refs" / revision
+        with contextlib.suppress(OSError):
+            if path.read_text() == commit:
+                return
+        atomic_write(path, commit.encode())  # no trailing newline: the official client reads it verbatim
+
+    def link(self, commit: str, rel: str, etag: str) -> Path:
+        """Point snapshots/<commit>/<rel> at blobs/<etag> with a relative symlink (atomic)."""
+        pointer = inside(self.snapshot(commit), rel)
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(self.blob(etag), pointer.parent)
+        if pointer.is_symlink() and os.readlink(pointer) == target:
+            return pointer
+        tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.lnk")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, pointer)
+        return pointer
+
+    def has_snapshot_file(self, commit: str, rel: str, etag: str) -> bool:
+        pointer = self.snapshot(commit) / rel
+        return pointer.exists() and os.path.realpath(pointer) == os.path.realpath(self.blob(etag))
+
+    def write_tree(self, commit: str, files: Iterable[RemoteFile]) -> None:
+        """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness)."""
+        entries: dict[str, dict[str, object]] = {}
+        for f in sorted(files, key=lambda f: f.path):
+            entry: dict[str, object] = {"size": f.size, "blob_id": f.blob_id}
+            if f.lfs_sha256:
+                entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
+            entries[f.path] = entry
+        doc = {"format_version": 1, "files": entries}
+        atomic_write(self.folder / "trees" / f"{commit}.json", json.dumps(doc, indent=1).encode())
+
+    def read_tree(self, commit: str) -> list[RemoteFile] | None:
+        try:
+            doc = json.loads((self.folder / "trees" / f"{commit}.json").read_text())
+            files: Mapping[str, Mapping[str, object]] = doc["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return [
+            RemoteFile(
+                path=p,
+                size=int(str(e.get("size", 0))),
+                blob_id=str(e.get("blob_id", "")),
+                lfs_sha256=str(e["lfs_sha256"]) if e.get("lfs_sha256") else None,
+            )
+            for p, e in files.items()
+        ]
+
+    def snapshot_files(self, commit: str) -> list[str]:
+        root = self.snapshot(commit)
+        out = []
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                out.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
+        return sorted(out)
+
+    def ensure_tag(self) -> None:
+        tag = self.hub_cache / "CACHEDIR.TAG"
+        if not tag.exists():
+            with contextlib.suppress(OSError):
+                atomic_write(tag, CACHEDIR_TAG.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDir:
+    """A plain-folder destination (`-o DIR`) with the official local-dir metadata (§7.6)."""
+
+    root: Path
+
+    @property
+    def meta_root(self) -> Path:
+        return self.root / ".cache" / "huggingface"
+
+    def target(self, rel: str) -> Path:
+        return inside(self.root, rel)
+
+    def metadata(self, rel: str) -> Path:
+        return self.meta_root / "download" / f"{rel}.metadata"
+
+    def lock(self, rel: str) -> Path:
+        return self.meta_root / "download" / f"{rel}.lock"
+
+    def incomplete(self, rel: str, etag: str) -> Path:
+        return self.meta_root / "download" / f"{rel}.{etag}.incomplete"
+
+    def is_current(self, rel: str, etag: str) -> bool:
+        """True when the file exists and its metadata says it holds `etag` and was not touched since."""
+        target, meta = self.root / rel, self.metadata(rel)
+        try:
+            commit, stored, stamp = meta.read_text().splitlines()[:3]
+            mtime = target.stat().st_mtime
+        except (OSError, ValueError):
+            return False
+        return bool(commit) and stored == etag and mtime <= float(stamp) + 1
+
+    def write_metadata(self, rel: str, commit: str, etag: str) -> None:
+        self.ensure_layout()
+        atomic_write(self.metadata(rel), f"{commit}\n{etag}\n{time.time()}\n".encode())
+
+    def ensure_layout(self) -> None:
+        ignore = self.meta_root / ".gitignore"
+        if not ignore.exists():
+            atomic_write(ignore, b"*")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[bool]:
+    """A non-blocking flock on `path` (the official client's filelock uses the same files).
+
+    Yields False when another process holds it; the caller then waits and retries.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,315 @@
+"""Fetch one file into its temp path: ranged in parallel, resumable, hashed while it lands.
+
+A large file is cut into byte ranges fetched over several connections and written in place
+(pwrite into a preallocated temp file, no reassembly). Progress is saved beside the temp file,
+so a killed run resumes from the ranges already on disk. The digest is computed over the
+contiguous prefix as ranges complete (read back from the page cache on a worker thread), so
+verification finishes moments after the last byte arrives instead of adding a second pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urljoin
+
+import aiofiles
+import anyio
+
+from engine._cache import atomic_write
+from engine._config import EngineConfig, origin_of
+from engine._errors import HubError, IntegrityError, ProtocolError, TransportError
+from engine._events import BytesMoved, EventSink, RetryScheduled
+from engine._hub import Ctx, HubClient, strip_query
+from engine._models import RemoteFile
+from engine._plan import ByteRange, Progress, contiguous_prefix, merge, plan_missing
+from engine._ratelimit import TokenBucket, acquire
+
+FLUSH_BYTES = 1 << 20  # per-connection write buffer; bounds memory to ~1 MiB per connection
+HASH_BLOCK = 4 << 20
+SAVE_EVERY_S = 0.5
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def new_hasher(file: RemoteFile) -> Hasher:
+    """sha256 of the content for LFS files; git-blob sha1 (`blob <size>\\0` + content) otherwise."""
+    if file.is_lfs:
+        return hashlib.sha256()
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(b"blob %d\x00" % file.size)
+    return h
+
+
+def expected_digest(file: RemoteFile) -> str:
+    return file.lfs_sha256 or file.blob_id
+
+
+@dataclass(frozen=True, slots=True)
+class FileJob:
+    file: RemoteFile
+    resolve_url: str
+    temp: Path
+    ctx: Ctx
+
+    @property
+    def progress_path(self) -> Path:
+        return self.temp.with_name(self.temp.name + ".progress")
+
+
+@dataclass
+class _State:
+    """Shared between the range tasks of one file and its hashing loop."""
+
+    fd: int
+    done: list[ByteRange] = field(default_factory=list)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    location: str = ""
+    saved_at: float = 0.0
+
+    def record(self, r: ByteRange) -> None:
+        self.done = merge([*self.done, r])
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+class Downloader:
+    """Downloads files for one run; shares the connection limiter and the byte-rate bucket."""
+
+    def __init__(
+        self,
+        client: HubClient,
+        config: EngineConfig,
+        *,
+        connections: anyio.CapacityLimiter,
+        hash_limiter: anyio.CapacityLimiter,
+        rate: TokenBucket | None,
+        on_event: EventSink,
+    ) -> None:
+        self.client, self.config = client, config
+        self.connections, self.hash_limiter, self.rate = connections, hash_limiter, rate
+        self.on_event = on_event
+        self.bytes_fetched = 0
+
+    async def fetch(self, job: FileJob) -> None:
+        """Leave a complete, verified copy of `job.file` at `job.temp`, or raise.
+
+        A digest mismatch discards what is on disk and fetches the file once more; a second
+        mismatch raises IntegrityError and leaves nothing behind.
+        """
+        for attempt in (1, 2):
+            try:
+                await self._fetch_once(job)
+                return
+            except IntegrityError:
+                self.discard(job)
+                if attempt == 2:
+                    raise
+
+    def discard(self, job: FileJob) -> None:
+        for p in (job.temp, job.progress_path):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    async def _fetch_once(self, job: FileJob) -> None:
+        f = job.file
+        job.temp.parent.mkdir(parents=True, exist_ok=True)
+        if f.size <= self.config.chunk_bytes:
+            await self._fetch_whole(job)
+        else:
+            await self._fetch_ranged(job)
+        size = job.temp.stat().st_size
+        if size != f.size:
+            raise IntegrityError(
+                f"size mismatch for {f.path}: expected {f.size}, got {size}",
+                path=f.path,
+                expected=str(f.size),
+                actual=str(size),
+            )
+
+    # -- small files: one GET, hashed inline ---------------------------------------------
+
+    async def _fetch_whole(self, job: FileJob) -> None:
+        f = job.file
+        hasher = new_hasher(f)
+        attempts = 0
+        while True:
+            try:
+                async with aiofiles.open(job.temp, "wb") as out:
+                    if f.size:
+                        async with (
+                            self.connections,
+                            self.client.stream(job.resolve_url, ctx=job.ctx) as stream,
+                        ):
+                            async for chunk in stream.iter_chunks():
+                                await self._throttle(len(chunk))
+                                await out.write(chunk)
+                                hasher.update(chunk)
+                                self.bytes_fetched += len(chunk)
+                                self.on_event(BytesMoved(f.path, len(chunk)))
+                break
+            except TransportError as exc:
+                attempts += 1
+                hasher = new_hasher(f)
+                if attempts > self.config.retry.max_retries:
+                    raise
+                await self._retry_wait(job.resolve_url, attempts, exc)
+        self._verify(f, hasher.hexdigest())
+
+    # -- large files: parallel ranges, resumable --------------------------------------------
+
+    async def _fetch_ranged(self, job: FileJob) -> None:
+        f = job.file
+        progress = Progress(f.etag, f.size, ())
+        if job.temp.exists():
+            with contextlib.suppress(OSError):
+                progress = Progress.from_json(job.progress_path.read_bytes(), etag=f.etag, size=f.size)
+        fd = os.open(job.temp, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != f.size:
+                os.ftruncate(fd, f.size)
+            state = _State(fd, list(progress.done))
+            missing = plan_missing(f.size, progress.done, self.config.chunk_bytes)
+            hasher = new_hasher(f)
+            if missing:
+                state.location = await self._locate(job)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._hash_loop, state, f.size, hasher)
+                async with anyio.create_task_group() as ranges:
+                    for r in missing:
+                        ranges.start_soon(self._fetch_range, job, state, r)
+                self._save(job, state, force=True)
+        finally:
+            os.close(fd)
+        self._verify(f, hasher.hexdigest())
+
+    async def _locate(self, job: FileJob) -> str:
+        """The URL that serves the bytes: follow same-origin redirects, stop at another host (the CDN)."""
+        url = job.resolve_url
+        for _ in range(10):
+            resp = await self.client.send("HEAD", url, ctx=job.ctx, follow=False)
+            location = resp.headers.get("location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return url
+            url = urljoin(url, location)
+            if origin_of(url) != self.config.endpoint_origin:
+                return url
+        raise ProtocolError(f"too many redirects resolving {job.file.path}")
+
+    async def _fetch_range(self, job: FileJob, state: _State, r: ByteRange) -> None:
+        pos, attempts = r.start, 0
+        while pos < r.end:
+            buf = bytearray()
+            try:
+                async with self.connections:
+                    async with self.client.stream(
+                        state.location, ctx=job.ctx, byte_range=(pos, r.end - 1)
+                    ) as stream:
+                        if stream.status != 206 and not (
+                            stream.status == 200 and pos == 0 and r.end == job.file.size
+                        ):
+                            raise ProtocolError(f"server ignored the Range request for {job.file.path}")
+                        async for chunk in stream.iter_chunks():
+                            await self._throttle(len(chunk))
+                            buf += chunk
+                            if len(buf) >= FLUSH_BYTES:
+                                pos = await self._flush(job, state, pos, buf)
+                                buf = bytearray()
+                                attempts = 0  # progress resets the retry budget, as the official client does
+                        if buf:
+                            pos = await self._flush(job, state, pos, buf)
+                            buf = bytearray()
+                if pos < r.end:
+                    raise TransportError(f"short read for {job.file.path}", url=strip_query(state.location))
+            except TransportError as exc:
+                if buf:
+                    pos = await self._flush(job, state, pos, buf)
+                attempts += 1
+                if attempts > self.config.retry.max_retries:
+                    raise
+                await self._retry_wait(state.location, attempts, exc)
+            except HubError as exc:
+                # A signed CDN URL that expired mid-file: resolve again and continue where we are.
+                if exc.status in (403, 410) and origin_of(state.location) != self.config.endpoint_origin:
+                    attempts += 1
+                    if attempts > self.config.retry.max_retries:
+                        raise
+                    state.location = await self._locate(job)
+                    continue
+                raise
+
+    async def _flush(self, job: FileJob, state: _State, pos: int, buf: bytearray) -> int:
+        data = bytes(buf)
+        end = pos + len(data)
+        if end > job.file.size:
+            raise ProtocolError(f"server sent more bytes than {job.file.path} holds")
+        await anyio.to_thread.run_sync(os.pwrite, state.fd, data, pos)
+        self.bytes_fetched += len(data)
+        self.on_event(BytesMoved(job.file.path, len(data)))
+        state.record(ByteRange(pos, end))
+        self._save(job, state)
+        return end
+
+    def _save(self, job: FileJob, state: _State, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - state.saved_at >= SAVE_EVERY_S:
+            state.saved_at = now
+            atomic_write(
+                job.progress_path, Progress(job.file.etag, job.file.size, tuple(state.done)).to_json()
+            )
+
+    async def _hash_loop(self, state: _State, size: int, hasher: Hasher) -> None:
+        hashed = 0
+        while hashed < size:
+            prefix = contiguous_prefix(state.done)
+            if prefix > hashed:
+                await anyio.to_thread.run_sync(
+                    _hash_region, state.fd, hashed, prefix, hasher, limiter=self.hash_limiter
+                )
+                hashed = prefix
+            else:
+                await state.changed.wait()
+
+    # -- shared helpers -----------------------------------------------------------------------
+
+    async def _throttle(self, n: int) -> None:
+        if self.rate is not None:
+            await acquire(self.rate, n)
+
+    async def _retry_wait(self, url: str, attempt: int, exc: BaseException) -> None:
+        from engine._backoff import backoff_delay
+
+        delay = backoff_delay(attempt, self.config.retry)
+        self.client.retries += 1
+        reason = "timeout" if "no data" in str(exc) else "connection"
+        self.on_event(RetryScheduled(strip_query(url), attempt, delay, reason))
+        await anyio.sleep(delay)
+
+    def _verify(self, f: RemoteFile, actual: str) -> None:
+        expected = expected_digest(f)
+        if expected and actual != expected:
+            algo = "sha256" if f.is_lfs else "git sha1"
+            raise IntegrityError(
+                f"{algo} mismatch for {f.path}: expected {expected}, got {actual}",
+                path=f.path,
+                expected=expected,
+                actual=actual,
+            )
+
+
+def _hash_region(fd: int, start: int, end: int, hasher: Hasher) -> None:
+    pos = start
+    while pos < end:
+        block = os.pread(fd, min(HASH_BLOCK, end - pos), pos)
+        if not block:
+            raise OSError("unexpected end of file while hashing")
+        hasher.update(block)
+        pos += len(block)

@@ -1,0 +1,127 @@
+"""Engine: the async context manager behind every command (search, info, pull, push)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine._api import HubApi, RepoInfo, RepoSummary
+from engine._config import EngineConfig
+from engine._errors import UsageError
+from engine._events import EventSink, discard
+from engine._hub import HubClient
+from engine._models import RemoteFile, RepoRef
+
+if TYPE_CHECKING:
+    from engine._pull import PullOptions, PullResult
+    from engine._push import PushOptions, PushResult
+
+SORT_KEYS = {"downloads": "downloads", "likes": "likes", "updated": "lastModified"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileReport:
+    """One file of `info`: size, LFS or not, and its safety verdict."""
+
+    path: str
+    size: int
+    lfs: bool
+    safe: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InfoResult:
+    info: RepoInfo
+    repo_type: str
+    files: tuple[FileReport, ...]
+    total_bytes: int
+    quantizations: tuple[str, ...]
+
+
+def _hub_scan(raw: Any) -> dict[str, str]:
+    """Per-file verdicts from `securityRepoStatus` when the Hub sent one (its shape is not fixed)."""
+    status = raw.get("securityRepoStatus") if isinstance(raw, dict) else None
+    out: dict[str, str] = {}
+    if isinstance(status, dict):
+        for item in status.get("filesWithIssues") or []:
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                out[item["path"]] = str(item.get("level") or "unsafe")
+    return out
+
+
+class Engine:
+    """Owns one HubClient (one aiohttp session) for the duration of a run.
+
+    ```python
+    async with Engine(load_config()) as engine:
+        hits = await engine.search("model", "llama", limit=5)
+    ```
+    """
+
+    def __init__(self, config: EngineConfig, on_event: EventSink = discard) -> None:
+        self.config = config
+        self.on_event = on_event
+        self.client = HubClient(config, on_event)
+        self.api = HubApi(self.client)
+
+    async def __aenter__(self) -> Engine:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def search(
+        self,
+        repo_type: str,
+        query: str,
+        *,
+        limit: int = 10,
+        author: str | None = None,
+        task: str | None = None,
+        sort: str | None = None,
+    ) -> list[RepoSummary]:
+        """Search the Hub; raises UsageError for a bad limit, sort key, or --task on spaces."""
+        if limit <= 0:
+            raise UsageError(f"--limit must be a positive number, got {limit}")
+        if task and repo_type == "space":
+            raise UsageError("--task filters models and datasets, not spaces")
+        if sort is not None and sort not in SORT_KEYS:
+            raise UsageError(f"unknown sort key '{sort}' (expected downloads, likes or updated)")
+        return await self.api.search(
+            repo_type, query, limit=limit, author=author, task=task, sort=SORT_KEYS.get(sort or "")
+        )
+
+    async def info(self, ref: RepoRef, revision: str | None = None) -> InfoResult:
+        """Repo metadata plus a per-file size, LFS and safety report."""
+        from engine._select import available_quantizations, safety_of
+
+        info = await self.api.repo_info(ref, revision)
+        scan = _hub_scan(info.raw)
+        reports = []
+        for f in info.files:
+            safety = safety_of(f.path, scan.get(f.path) or f.security_status)
+            reports.append(FileReport(f.path, f.size, f.is_lfs, safety.safe, safety.reason))
+        quants = tuple(available_quantizations([f.path for f in info.files]))
+        return InfoResult(info, ref.repo_type, tuple(reports), sum(f.size for f in info.files), quants)
+
+    async def list_files(self, ref: RepoRef, revision: str) -> Sequence[RemoteFile]:
+        return await self.api.list_tree(ref, revision)
+
+    async def pull(self, ref: RepoRef, options: PullOptions) -> PullResult:
+        """Download a snapshot into the HF cache or a folder; see engine._pull."""
+        from engine._pull import pull
+
+        return await pull(self, ref, options)
+
+    async def push(self, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
+        """Upload what changed in `folder`; see engine._push."""
+        from engine._push import push
+
+        return await push(self, ref, folder, options)

@@ -1,0 +1,331 @@
+"""pull: list a snapshot once, select files, skip what is present, fetch the rest in parallel."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+
+from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
+from engine._config import HostLimits
+from engine._download import Downloader, FileJob, new_hasher
+from engine._errors import BatutaError, IntegrityError, OfflineError
+from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanReady
+from engine._hub import Ctx
+from engine._models import RemoteFile, RepoRef
+from engine._ratelimit import TokenBucket
+from engine._select import Skipped, select_files
+
+if TYPE_CHECKING:
+    from engine._engine import Engine
+
+Action = Literal["download", "present", "link"]
+LOCK_POLL_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class PullOptions:
+    revision: str = "main"
+    output: Path | None = None  # None: the HF cache
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    quantization: str | None = None
+    allow_unsafe: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    path: str
+    size: int
+    lfs: bool
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class FailedFile:
+    path: str
+    reason: str
+    kind: str  # the error class name, e.g. "IntegrityError"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedFile:
+    path: str
+    size: int
+    reason: str
+
+
+@dataclass
+class PullResult:
+    repo: str
+    repo_type: str
+    revision: str
+    commit: str
+    destination: str
+    dry_run: bool
+    files: list[PlannedFile]
+    blocked: list[BlockedFile]
+    allowed_unsafe: list[BlockedFile] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+    failed: list[FailedFile] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def skipped(self) -> list[str]:
+        return [f.path for f in self.files if f.action != "download"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _blocked(items: tuple[Skipped, ...]) -> list[BlockedFile]:
+    return [BlockedFile(s.file.path, s.file.size, s.reason) for s in items]
+
+
+def _hub_scan(raw: object) -> dict[str, str]:
+    from engine._engine import _hub_scan as scan
+
+    return scan(raw)
+
+
+async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
+    """Download the selected files of `ref` at `opts.revision`; see the module docstring."""
+    started = time.monotonic()
+    config = engine.config
+    cache = RepoCache(config.hub_cache, ref)
+    local = LocalDir(opts.output) if opts.output is not None else None
+    if config.offline:
+        return _pull_offline(ref, opts, cache, local)
+
+    info = await engine.api.repo_info(ref, opts.revision, blobs=False)
+    commit = info.sha
+    files = await engine.api.list_tree(ref, commit)
+    scan = _hub_scan(info.raw)
+    if scan:
+        files = [replace(f, security_status=scan.get(f.path, f.security_status)) for f in files]
+    selection = select_files(
+        files,
+        repo=ref.repo_id,
+        include=opts.include,
+        exclude=opts.exclude,
+        quantization=opts.quantization,
+        allow_unsafe=opts.allow_unsafe,
+    )
+    planned = [
+        PlannedFile(f.path, f.size, f.is_lfs, _action(f, commit, cache, local)) for f in selection.selected
+    ]
+    destination = str(opts.output if local else cache.snapshot(commit))
+    result = PullResult(
+        ref.repo_id,
+        ref.repo_type,
+        opts.revision,
+        commit,
+        destination,
+        opts.dry_run,
+        planned,
+        _blocked(selection.blocked),
+        _blocked(selection.allowed_unsafe),
+    )
+    todo = [p for p in planned if p.action != "present"]
+    engine.on_event(
+        PlanReady(len(planned), result.total_bytes, len(planned) - len(todo), len(result.blocked))
+    )
+    for b in result.blocked:
+        engine.on_event(Notice(f"blocked {b.path}: {b.reason} (use --allow-unsafe to download it)"))
+    if opts.dry_run:
+        return result
+
+    if local is None:
+        cache.ensure_tag()
+        cache.write_ref(opts.revision, commit)
+        cache.write_tree(commit, files)
+    else:
+        local.root.mkdir(parents=True, exist_ok=True)
+        local.ensure_layout()
+
+    by_path = {f.path: f for f in selection.selected}
+    downloader = Downloader(
+        engine.client,
+        config,
+        connections=anyio.CapacityLimiter(config.max_connections),
+        hash_limiter=anyio.CapacityLimiter(config.hash_workers),
+        rate=_rate_bucket(config.max_rate_bytes_s),
+        on_event=engine.on_event,
+    )
+    errors: list[BaseException] = []
+    files_limiter = anyio.CapacityLimiter(config.max_connections)
+
+    async def run_one(p: PlannedFile) -> None:
+        f = by_path[p.path]
+        async with files_limiter:
+            engine.on_event(FileStarted(p.path, p.size))
+            try:
+                fetched = await _materialize(engine, ref, commit, f, cache, local, downloader)
+            except BatutaError as exc:
+                errors.append(exc)
+                result.failed.append(FailedFile(p.path, str(exc), type(exc).__name__))
+                engine.on_event(FileFailed(p.path, str(exc)))
+                return
+            if fetched:
+                result.downloaded.append(p.path)
+            engine.on_event(FileFinished(p.path, skipped=not fetched))
+
+    # Large files first: their ranges keep every connection busy while small files fill the gaps.
+    async with anyio.create_task_group() as tg:
+        for p in sorted(todo, key=lambda p: -p.size):
+            tg.start_soon(run_one, p)
+
+    result.bytes_downloaded = downloader.bytes_fetched
+    result.retries = engine.client.retries
+    result.seconds = time.monotonic() - started
+    if errors and not result.downloaded and len({type(e) for e in errors}) == 1 and len(errors) == len(todo):
+        # Every file failed the same way (gated, forbidden, unreachable): that is the answer.
+        if not isinstance(errors[0], IntegrityError):
+            raise errors[0]
+    return result
+
+
+def _rate_bucket(max_rate: float | None) -> TokenBucket | None:
+    if not max_rate:
+        return None
+    # A quarter-second burst keeps the cap smooth without starving a connection of whole chunks.
+    return TokenBucket(HostLimits(rate_per_s=max_rate, burst=max(1 << 20, int(max_rate / 4))))
+
+
+def _action(f: RemoteFile, commit: str, cache: RepoCache, local: LocalDir | None) -> Action:
+    if local is not None:
+        return "present" if local.is_current(f.path, f.etag) else "download"
+    if cache.has_snapshot_file(commit, f.path, f.etag):
+        return "present"
+    return "link" if cache.blob(f.etag).exists() else "download"
+
+
+async def _materialize(
+    engine: Engine,
+    ref: RepoRef,
+    commit: str,
+    f: RemoteFile,
+    cache: RepoCache,
+    local: LocalDir | None,
+    downloader: Downloader,
+) -> bool:
+    """Make `f` present at its destination; return True when bytes were fetched."""
+    url = engine.api.resolve_url(ref, commit, f.path)
+    ctx = Ctx(ref.repo_id, commit, f.path)
+    if local is not None:
+        target = local.target(f.path)
+        lock_path = local.lock(f.path)
+    else:
+        cache.snapshot(commit).mkdir(parents=True, exist_ok=True)
+        target = cache.blob(f.etag)
+        lock_path = cache.lock(f.etag)
+    while True:
+        with exclusive_lock(lock_path) as held:
+            if held:
+                if local is not None:
+                    if local.is_current(f.path, f.etag):
+                        return False
+                    if target.is_file() and await _same_content(target, f):
+                        local.write_metadata(f.path, commit, f.etag)
+                        return False
+                    job = FileJob(f, url, local.incomplete(f.path, f.etag), ctx)
+                elif target.exists():
+                    cache.link(commit, f.path, f.etag)
+                    return False
+                else:
+                    job = FileJob(f, url, cache.incomplete(f.etag), ctx)
+                await downloader.fetch(job)
+                apply_umask_mode(job.temp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(job.temp, target)
+                with contextlib.suppress(FileNotFoundError):
+                    job.progress_path.unlink()
+                if local is not None:
+                    local.write_metadata(f.path, commit, f.etag)
+                else:
+                    cache.link(commit, f.path, f.etag)
+                return True
+        # Another process is fetching the same blob; wait for it rather than racing it.
+        await anyio.sleep(LOCK_POLL_S)
+
+
+async def _same_content(path: Path, f: RemoteFile) -> bool:
+    """Hash a local file that has no metadata, to adopt it instead of downloading it again."""
+
+    def digest() -> str:
+        if path.stat().st_size != f.size:
+            return ""
+        h = new_hasher(f)
+        with open(path, "rb") as fh:
+            while block := fh.read(4 << 20):
+                h.update(block)
+        return h.hexdigest()
+
+    return await anyio.to_thread.run_sync(digest) == f.etag
+
+
+def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: LocalDir | None) -> PullResult:
+    """No network at all: succeed from what is on disk when the snapshot is complete."""
+    label = f"{ref.repo_id}@{opts.revision}"
+    if local is not None:
+        commit, files = "", _local_files(local)
+    else:
+        found = cache.read_ref(opts.revision)
+        if found is None or not cache.snapshot(found).is_dir():
+            raise OfflineError(f"offline mode (HF_HUB_OFFLINE): {label} is not in the cache")
+        commit = found
+        files = cache.read_tree(commit) or [RemoteFile(p, 0, "") for p in cache.snapshot_files(commit)]
+    selection = select_files(
+        files,
+        repo=ref.repo_id,
+        include=opts.include,
+        exclude=opts.exclude,
+        quantization=opts.quantization,
+        allow_unsafe=opts.allow_unsafe,
+    )
+    root = local.root if local is not None else cache.snapshot(commit)
+    missing = [f.path for f in selection.selected if not (root / f.path).exists()]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise OfflineError(
+            f"offline mode (HF_HUB_OFFLINE): {len(missing)} files of {label} are not cached: {shown}"
+        )
+    planned = [
+        PlannedFile(f.path, (root / f.path).stat().st_size, f.is_lfs, "present") for f in selection.selected
+    ]
+    return PullResult(
+        ref.repo_id,
+        ref.repo_type,
+        opts.revision,
+        commit,
+        str(root),
+        opts.dry_run,
+        planned,
+        _blocked(selection.blocked),
+    )
+
+
+def _local_files(local: LocalDir) -> list[RemoteFile]:
+    meta = local.meta_root / "download"
+    out = []
+    for dirpath, _dirs, names in os.walk(meta):
+        for name in names:
+            if name.endswith(".metadata"):
+                rel = os.path.relpath(os.path.join(dirpath, name), meta).replace(os.sep, "/")
+                out.append(RemoteFile(rel.removesuffix(".metadata"), 0, ""))
+    if not out:
+        raise OfflineError(f"offline mode (HF_HUB_OFFLINE): nothing was pulled into {local.root} yet")
+    return out
