@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+import json
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from engine._secrets import (
+    BINARY_SNIFF_BYTES,
+    MAX_SCAN_BYTES,
+    Finding,
+    mask,
+    scan_folder,
+    scan_name,
+    scan_text,
+)
+
+# Fake credentials are assembled at run time so that this file itself never holds one verbatim.
+_RNG = random.Random(1234)
+
+
+def fake(prefix: str, n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
+    body = "".join(_RNG.choice(alphabet) for _ in range(n - 3)) + "aZ7"
+    return prefix + body
+
+
+HF_TOKEN = fake("hf" + "_", 34)
+ORG_TOKEN = fake("api" + "_org_", 34)
+AKIA_ID = "AKIA" + "Q7ZX3MPLK4RTYW2N"
+AWS_SECRET = fake("", 40, string.ascii_letters + string.digits + "/+")
+GH_TOKEN = fake("ghp" + "_", 36)
+GH_PAT = fake("github" + "_pat_", 82, string.ascii_letters + string.digits + "_")
+SLACK_TOKEN = "xox" + "b-123456789012-1234567890123-" + fake("", 24)
+SLACK_HOOK = "https://hooks.slack" + ".com/services/T0123ABCD/B0456EFGH/" + fake("", 24)
+OPENAI_KEY = fake("sk" + "-proj-", 64)
+GOOGLE_KEY = fake("AI" + "za", 35, string.ascii_letters + string.digits + "_-")
+STRIPE_KEY = fake("sk" + "_live_", 24)
+PEM = "-----BEGIN RSA PRIVATE" + " KEY-----\nMIIEpAIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----\n"
+
+
+def kinds(findings: list[Finding]) -> list[str]:
+    return [f.kind for f in findings]
+
+
+# --- masking ---------------------------------------------------------------------------------
+
+
+def test_mask_shows_only_a_prefix_and_the_length() -> None:
+    assert mask("hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", 5) == "hf_Ab…(39 chars)"
+    assert mask("hunter22", 2) == "…(8 chars)"  # short secrets reveal nothing
+    assert mask("x" * 20) == "…(20 chars)"
+
+
+# --- by name ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        (".env", "env file"),
+        ("app/.env.local", "env file"),
+        (".env.production", "env file"),
+        ("prod.env", "env file"),
+        ("certs/server.pem", "private key file"),
+        ("tls.key", "private key file"),
+        ("id_rsa", "SSH private key file"),
+        ("backup/id_ed25519", "SSH private key file"),
+        ("id_ecdsa", "SSH private key file"),
+        ("id_dsa", "SSH private key file"),
+        ("store.p12", "key store"),
+        ("cert.pfx", "key store"),
+        ("release.keystore", "key store"),
+        ("android.jks", "key store"),
+        ("credentials.json", "credentials file"),
+        ("client_secret_1234.apps.json", "credentials file"),
+        (".netrc", "credentials file"),
+        ("_netrc", "credentials file"),
+        (".npmrc", "credentials file"),
+        (".pypirc", "credentials file"),
+        (".git-credentials", "credentials file"),
+        ("home/.aws/credentials", "AWS credentials file"),
+        (".docker/config.json", "Docker credentials file"),
+        ("service-account-prod.json", "service account key"),
+        ("Service-Account.JSON", "service account key"),
+    ],
+)
+def test_credential_file_names_are_flagged(path: str, kind: str) -> None:
+    assert scan_name(path) == Finding(path, None, kind, "")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".env.example",
+        ".env.sample",
+        ".env.template",
+        "config.json",
+        "id_rsa.pub",
+        "tokenizer.json",
+        "special_tokens_map.json",
+        "model.safetensors",
+        "keys.txt",
+        "aws/credentials.md",
+        "config/config.json",
+        "environment.yml",
+    ],
+)
+def test_ordinary_file_names_are_not_flagged(path: str) -> None:
+    assert scan_name(path) is None
+
+
+# --- by content: positives -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "kind", "secret"),
+    [
+        ("notebook.ipynb", f'"login(token=\\"{HF_TOKEN}\\")"', "Hugging Face token", HF_TOKEN),
+        ("README.md", f"org token {ORG_TOKEN}", "Hugging Face token", ORG_TOKEN),
+        ("deploy.md", f"id {AKIA_ID} here", "AWS access key id", AKIA_ID),
+        ("config", f"aws_secret_access_key = {AWS_SECRET}", "AWS secret access key", AWS_SECRET),
+        ("ci.json", f'{{"gh": "{GH_TOKEN}"}}', "GitHub token", GH_TOKEN),
+        ("notes.txt", f"pat: {GH_PAT}", "GitHub token", GH_PAT),
+        ("bot.py", f'client = WebClient(token="{SLACK_TOKEN}")', "Slack token", SLACK_TOKEN),
+        ("alerts.json", f'{{"url": "{SLACK_HOOK}"}}', "Slack webhook URL", SLACK_HOOK),
+        ("eval.py", f'openai.api_key = "{OPENAI_KEY}"', "OpenAI-style API key", OPENAI_KEY),
+        ("maps.js", f"const k = '{GOOGLE_KEY}';", "Google API key", GOOGLE_KEY),
+        ("pay.rb", f"Stripe.api_key = '{STRIPE_KEY}'", "Stripe live key", STRIPE_KEY),
+        (
+            "settings.txt",
+            "postgres://admin:Tr0ub4dor3x@db.internal:5432/app",
+            "password in URL",
+            "Tr0ub4dor3x",
+        ),
+    ],
+)
+def test_token_shapes_are_found_in_any_file(path: str, text: str, kind: str, secret: str) -> None:
+    data = ("first line\n" + text + "\nlast line\n").encode()
+    findings = scan_text(path, data)
+    assert kinds(findings) == [kind]
+    (finding,) = findings
+    assert finding.path == path and finding.line == 2
+    assert secret not in finding.excerpt and secret not in finding.describe()
+    assert finding.excerpt.endswith(f"({len(secret)} chars)")
+
+
+def test_private_key_block_reports_the_header_only() -> None:
+    findings = scan_text("deploy/key.txt", ("# deploy key\n" + PEM).encode())
+    assert findings == [Finding("deploy/key.txt", 2, "private key", "-----BEGIN RSA PRIVATE" + " KEY-----")]
+    assert "MIIE" not in findings[0].describe()
+    openssh = "-----BEGIN OPENSSH PRIVATE" + " KEY-----\nb3Blbn\n"
+    assert kinds(scan_text("k", openssh.encode())) == ["private key"]
+
+
+def test_hf_token_excerpt_format() -> None:
+    (finding,) = scan_text(".env", f"HF_TOKEN={HF_TOKEN}\n".encode())
+    assert finding.kind == "Hugging Face token"  # the token rule wins over the TOKEN= line
+    assert finding.excerpt == f"{HF_TOKEN[:5]}…(37 chars)"
+    assert finding.describe() == f".env:1: Hugging Face token ({HF_TOKEN[:5]}…(37 chars))"
+
+
+def test_env_style_assignments_in_env_config_and_scripts() -> None:
+    env = b"# local settings\nDB_PASSWORD=Sup3rS3cretPw\nexport SECRET_KEY='k3y-f0r-django'\nDEBUG=1\n"
+    findings = scan_text(".env.local", env)
+    assert [(f.line, f.kind) for f in findings] == [(2, "password assignment"), (3, "secret assignment")]
+    assert findings[0].excerpt == "DB_PASSWORD=…(13 chars)"
+    assert "Sup3r" not in findings[0].describe()
+
+    yaml_cfg = b"database:\n  host: db\n  db_pass: hunter2hunter2  # rotate me\n"
+    assert [(f.line, f.kind) for f in scan_text("conf/app.yaml", yaml_cfg)] == [(3, "password assignment")]
+    shell = b'#!/bin/sh\nexport OPENAI_API_KEY="abc123def456ghi"\n'
+    assert kinds(scan_text("run.sh", shell)) == ["secret assignment"]
+    ini = b"[server]\npassword = correct-horse-battery\n"
+    assert kinds(scan_text("setup.cfg", ini)) == ["password assignment"]
+    docker = b"FROM python:3.11\nENV API_KEY=abcdef123456\n"
+    assert kinds(scan_text("Dockerfile", docker)) == ["secret assignment"]
+    code = b'API_KEY = "abcdef123456"\nPASSWORD = os.environ["PASSWORD"]\n'
+    assert [(f.line, f.kind) for f in scan_text("app.py", code)] == [(1, "secret assignment")]
+
+
+# --- by content: negatives (a normal model folder) -------------------------------------------
+
+
+def realistic_tokenizer_json() -> bytes:
+    """A tokenizer.json shaped like the ones transformers writes, with a big BPE vocabulary."""
+    rng = random.Random(7)
+    pieces = ["token", "Ġtoken", "Ġpassword", "Ġsecret", "_key", "api", "Ġapi_key", "hf", "hf_", "sk", "-",
+              "ghp", "xoxb", "AKIA", "BEGIN", "PRIVATE", "ĠKEY", "-----", "Ġ=", "PASSWORD", "=", "ĠAIza"]  # fmt: skip
+    for _ in range(5000):
+        word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9)))
+        pieces.append(rng.choice(["", "Ġ", "##"]) + word)
+    vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
+    doc = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {"id": 0, "content": "<pad>", "single_word": False, "lstrip": False, "special": True},
+            {"id": 1, "content": "</s>", "single_word": False, "lstrip": False, "special": True},
+            {"id": 2, "content": "<unk>", "single_word": False, "lstrip": False, "special": True},
+        ],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True},
+        "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}]},
+        "decoder": {"type": "ByteLevel"},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": "<unk>",
+            "vocab": vocab,
+            "merges": ["Ġ t", "Ġt oken", "p assword", "h f", "s k", "A K", "AK IA"],
+        },
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False).encode()
+
+
+MODEL_FOLDER: dict[str, bytes] = {
+    "config.json": json.dumps(
+        {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": 32000,
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "torch_dtype": "bfloat16",
+        },
+        indent=2,
+    ).encode(),  # fmt: skip
+    "tokenizer.json": realistic_tokenizer_json(),
+    "special_tokens_map.json": json.dumps(
+        {
+            "pad_token": "<pad>",
+            "eos_token": "</s>",
+            "bos_token": "<s>",
+            "unk_token": {"content": "<unk>", "lstrip": False, "normalized": False, "rstrip": False},
+        },
+        indent=2,
+    ).encode(),  # fmt: skip
+    "tokenizer_config.json": json.dumps(
+        {
+            "add_bos_token": True,
+            "model_max_length": 4096,
+            "pad_token": "<pad>",
+            "sep_token": "[SEP]",
+            "tokenizer_class": "LlamaTokenizer",
+            "use_auth_token": None,
+            "token": None,
+            "chat_template": "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}",
+        },
+        indent=2,
+    ).encode(),  # fmt: skip
+    "generation_config.json": b'{\n  "bos_token_id": 1,\n  "eos_token_id": 2,\n  "max_new_tokens": 256\n}\n',
+    "README.md": (
+        b"# My model\n\nLog in first: `huggingface-cli login --token $HF_TOKEN`, or set\n"
+        b"`HF_TOKEN=hf_xxx` in your environment. The tokenizer adds a pad token.\n"
+        b"Clone with `git clone https://user:<your-token>@huggingface.co/acme/model`.\n"
+        b"The API key and password are never stored.\n"
+    ),
+    "training_args.yaml": (
+        b"output_dir: ./out\nhub_token: null\npush_to_hub_token: <PUSH_TO_HUB_TOKEN>\n"
+        b"hub_private_repo: false\neval_steps: 500\nmax_pass: 3\nnum_passes: 1000\n"
+        b"pad_token: <pad>\neos_token: </s>\nmlflow_password: ${oc.env:MLFLOW_PASSWORD}\n"
+        b"wandb_api_key: ''\nsecret_key: changeme\napi_key: your-api-key-here\n"
+    ),
+    "train.py": (
+        b"import os\nfrom huggingface_hub import login\n\n"
+        b'token = os.environ["HF_TOKEN"]\napi_key = os.getenv("OPENAI_API_KEY")\n'
+        b"password: str | None = None\nlogin(token=token)\n"
+    ),
+    ".env.example": b"HF_TOKEN=hf_your_token_here\nDB_PASSWORD=postgres\nSECRET_KEY=\n",
+    "merges.txt": b"#version: 0.2\n\xc4\xa0 t\n\xc4\xa0t oken\np assword\n",
+    "vocab.json": json.dumps({"password": 1, "hf_": 2, "api_key": 3, "sk-": 4, "PASSWORD=": 5}).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_FOLDER))
+def test_a_normal_model_folder_has_no_findings(name: str) -> None:
+    assert scan_name(name) is None
+    assert scan_text(name, MODEL_FOLDER[name]) == []
+
+
+def test_lookalikes_are_not_tokens() -> None:
+    samples = [
+        "hf_hub_download(repo_id='x')",
+        "hf_" + "abcdefghijklmnopqrstuvwxyzabcdefgh",  # one case only: an identifier, not a token
+        "sk-" + "learn-is-a-python-library-for-machine-learning",
+        "the AKIA" + "IOSFODNN7EXAMPLE key from the AWS docs",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "xox" + "b-123",
+        "https://user:password@example.com/",
+    ]
+    for text in samples:
+        assert scan_text("notes.txt", text.encode()) == [], text
+
+
+def test_assignments_are_ignored_outside_env_config_and_script_files() -> None:
+    line = b"DB_PASSWORD=Sup3rS3cretPw\n"
+    assert scan_text("notes.md", line) == []
+    assert scan_text("data.json", line) == []
+    assert kinds(scan_text("deploy.sh", line)) == ["password assignment"]
+
+
+def test_undecodable_bytes_do_not_break_scanning() -> None:
+    data = b"\xff\xfe garbage\n" + f"token {HF_TOKEN}\n".encode()
+    assert [(f.line, f.kind) for f in scan_text("x.txt", data)] == [(2, "Hugging Face token")]
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+def write(root: Path, files: dict[str, bytes]) -> list[str]:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return list(files)
+
+
+def test_scan_folder_clean_model_folder(tmp_path: Path) -> None:
+    rels = write(tmp_path, {**MODEL_FOLDER, "model.safetensors": b"\x00" * 64 + HF_TOKEN.encode()})
+    assert scan_folder(tmp_path, rels) == []
+
+
+def test_scan_folder_reports_names_and_contents(tmp_path: Path) -> None:
+    rels = write(
+        tmp_path,
+        {
+            "config.json": MODEL_FOLDER["config.json"],
+            ".env": f"HF_TOKEN={HF_TOKEN}\n".encode(),
+            "keys/id_rsa": PEM.encode(),
+            "scripts/push.sh": f"#!/bin/sh\nexport GITHUB_TOKEN={GH_TOKEN}\n".encode(),
+        },
+    )
+    found = [(f.path, f.line, f.kind) for f in scan_folder(tmp_path, rels)]
+    assert found == [
+        (".env", None, "env file"),
+        (".env", 1, "Hugging Face token"),
+        ("keys/id_rsa", None, "SSH private key file"),
+        ("keys/id_rsa", 1, "private key"),
+        ("scripts/push.sh", 2, "GitHub token"),
+    ]
+
+
+def test_scan_folder_skips_binary_large_and_weight_files(tmp_path: Path) -> None:
+    token_line = f"\ntoken = {HF_TOKEN}\n".encode()
+    rels = write(
+        tmp_path,
+        {
+            "blob.dat": b"\x00binary" + token_line,
+            "late-nul.txt": b"a" * BINARY_SNIFF_BYTES + b"\x00" + token_line,
+            "big.txt": b"x" * MAX_SCAN_BYTES + token_line,
+            "exactly-max.txt": token_line + b"y" * (MAX_SCAN_BYTES - len(token_line)),
+            "pytorch_model.bin": token_line,
+            "model.gguf": token_line,
+        },
+    )
+    assert [f.path for f in scan_folder(tmp_path, rels)] == ["late-nul.txt", "exactly-max.txt"]
+
+
+def test_scan_folder_propagates_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        scan_folder(tmp_path, ["gone.txt"])
