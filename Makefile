@@ -24,7 +24,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix engine cli tests benchmarks scripts
 
 test: $(STAMP) lint
-	HF_HUB_DISABLE_XET=1 $(VENV)/bin/pytest -n 2 tests
+	HF_HUB_DISABLE_XET=1 $(VENV)/bin/pytest -q -n 2 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -142,5 +142,33 @@ def load_config(
         "hub_cache": hub_cache,
         "offline": _truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE")),
     }
+    tuning = _tuning(env)
+    kwargs.update(tuning)
     kwargs.update(overrides)
     return EngineConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _float_env(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds, got '{raw}'") from None
+    if value <= 0:
+        raise UsageError(f"{name} must be positive, got '{raw}'")
+    return value
+
+
+def _tuning(env: Mapping[str, str]) -> dict[str, object]:
+    """Knobs for tests and unusual networks: BATUTA_RETRY_BASE_S, BATUTA_RETRY_CAP_S, BATUTA_STALL_TIMEOUT_S."""
+    out: dict[str, object] = {}
+    base, cap = _float_env(env, "BATUTA_RETRY_BASE_S"), _float_env(env, "BATUTA_RETRY_CAP_S")
+    if base is not None or cap is not None:
+        default = RetryPolicy()
+        out["retry"] = RetryPolicy(base_s=base or default.base_s, cap_s=cap or default.cap_s)
+    stall = _float_env(env, "BATUTA_STALL_TIMEOUT_S")
+    if stall is not None:
+        out["stall_timeout_s"] = stall
+    return out

@@ -1,0 +1,38 @@
+"""Shared fixtures: a LocalHub per test (real sockets on 127.0.0.1) and an isolated HF home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+# Engine tests shrink the retry schedule: same shape (doubling, capped, jittered), milliseconds.
+FAST_RETRY_ENV = {"BATUTA_RETRY_BASE_S": "0.01", "BATUTA_RETRY_CAP_S": "0.05"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real ~/.cache/huggingface, nor sees a token from the host."""
+    home = tmp_path / "hf_home"
+    home.mkdir()
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN_PATH", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for k, v in FAST_RETRY_ENV.items():
+        monkeypatch.setenv(k, v)
+    return home
