@@ -1,0 +1,238 @@
+"""pull through the CLI: JSON summary, dry run, safety, traversal, kill -9 resume, cache interop."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from engine.testing.hub import LocalHub
+
+from cli.errors import ExitCode
+
+Run = Callable[..., object]
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    with LocalHub.in_thread() as h:
+        yield h
+
+
+def ep(hub: LocalHub) -> list[str]:
+    return ["--endpoint", hub.url]
+
+
+def test_pull_json_summary_and_dry_run(run_cli: Run, hub: LocalHub, isolated_home: Path) -> None:
+    commit = hub.add_repo(
+        "acme/tiny", {"config.json": b"{}", "model.safetensors": b"w" * 1000, "extra.pt": b"p"}
+    )
+    plan = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--dry-run", "--json").stdout)  # type: ignore[attr-defined]
+    assert plan["dry_run"] and {f["path"]: f["action"] for f in plan["files"]} == {
+        "config.json": "download",
+        "model.safetensors": "download",
+    }
+    assert [b["path"] for b in plan["blocked"]] == ["extra.pt"]
+    assert hub.stats().count("resolve") == 0 and hub.stats().blob_bytes_sent == 0
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json")
+    doc = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert (
+        r.exit_code == 0
+        and doc["commit"] == commit
+        and sorted(doc["downloaded"]) == ["config.json", "model.safetensors"]
+    )  # type: ignore[attr-defined]
+    assert set(doc) >= {"files", "bytes_downloaded", "seconds", "mb_per_s", "skipped", "blocked", "retries"}
+    assert "--allow-unsafe" in r.stderr  # type: ignore[attr-defined]
+    again = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json").stdout)  # type: ignore[attr-defined]
+    assert again["downloaded"] == [] and sorted(again["skipped"]) == ["config.json", "model.safetensors"]
+
+
+def test_pull_human_output_and_options(run_cli: Run, hub: LocalHub, tmp_path: Path) -> None:
+    hub.add_repo("acme/tiny", {"config.json": b"{}", "model.safetensors": b"w" * 1000})
+    out = tmp_path / "models"
+    r = run_cli(
+        *ep(hub),
+        "hf",
+        "pull",
+        "model",
+        "acme/tiny",
+        "-o",
+        str(out),
+        "--max-connections",
+        "2",
+        "--max-rate",
+        "50M",
+        "--quiet",
+    )
+    assert r.exit_code == 0 and "pulled acme/tiny" in r.stdout  # type: ignore[attr-defined]
+    assert (out / "model.safetensors").read_bytes() == b"w" * 1000
+    for bad in (["--max-rate", "fast"], ["--max-connections", "0"]):
+        b = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", *bad)
+        assert b.exit_code == ExitCode.USAGE and len(b.stderr.strip().splitlines()) == 1  # type: ignore[attr-defined]
+
+
+def test_unknown_quantization_lists_the_available_ones(run_cli: Run, hub: LocalHub) -> None:
+    hub.add_repo("acme/gguf", {"m.Q4_K_M.gguf": b"a", "m.Q8_0.gguf": b"b"})
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/gguf", "--quantization", "Q3_K_S")
+    assert r.exit_code == ExitCode.USAGE and "Q4_K_M, Q8_0" in r.stderr  # type: ignore[attr-defined]
+
+
+class _Evil(BaseHTTPRequestHandler):
+    """A server that lists a path escaping the destination (real socket, hostile answers)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if "/tree/" in self.path:
+            body = json.dumps(
+                [{"type": "file", "path": "../escape.txt", "oid": "0" * 40, "size": 3}]
+            ).encode()
+        else:
+            body = json.dumps({"id": "evil/repo", "sha": "a" * 40, "siblings": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_path_traversal_from_the_server_is_refused(run_cli: Run, tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "dest"
+        r = run_cli(
+            "--endpoint",
+            f"http://127.0.0.1:{server.server_address[1]}",
+            "hf",
+            "pull",
+            "model",
+            "evil/repo",
+            "-o",
+            str(out),
+        )
+        assert r.exit_code != 0 and "../escape.txt" in r.stderr  # type: ignore[attr-defined]
+        assert not (tmp_path / "escape.txt").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _batuta(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def test_kill_9_mid_file_then_resume_moves_fewer_bytes(hub: LocalHub, isolated_home: Path) -> None:
+    blob = os.urandom(24 * MiB)
+    commit = hub.add_repo("acme/resume", {"model.safetensors": blob})
+    hub.throttle(per_conn_bytes_s=2 * MiB)
+    env = {**os.environ, "HF_HOME": str(isolated_home)}
+    args = ("--endpoint", hub.url, "hf", "pull", "model", "acme/resume", "--quiet", "--max-connections", "2")
+    proc = _batuta(*args, env=env)
+    cache = isolated_home / "hub" / "models--acme--resume" / "blobs"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        prog = list(cache.glob("*.progress")) if cache.exists() else []
+        if prog and hub.stats().blob_bytes_sent > 4 * MiB:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = hub.stats().blob_bytes_sent
+    assert 0 < first < len(blob)
+    hub.reset()
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    second = hub.stats().blob_bytes_sent
+    assert second < len(blob)  # the bytes already on disk were not fetched again
+    snap = isolated_home / "hub" / "models--acme--resume" / "snapshots" / commit / "model.safetensors"
+    assert hashlib.sha256(snap.read_bytes()).digest() == hashlib.sha256(blob).digest()
+
+
+def test_two_processes_pulling_the_same_repo_do_not_corrupt_the_cache(
+    hub: LocalHub, isolated_home: Path
+) -> None:
+    files = {"model.safetensors": os.urandom(3 * MiB), "config.json": b"{}"}
+    commit = hub.add_repo("acme/race", files)
+    hub.throttle(per_conn_bytes_s=8 * MiB)
+    env = {**os.environ, "HF_HOME": str(isolated_home)}
+    args = ("--endpoint", hub.url, "hf", "pull", "model", "acme/race", "--quiet")
+    procs = [_batuta(*args, env=env) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    snap = isolated_home / "hub" / "models--acme--race" / "snapshots" / commit
+    assert (snap / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert not [p for p in (snap.parent.parent / "blobs").iterdir() if ".incomplete" in p.name]
+
+
+def _official(code: str, hub: LocalHub, home: Path, offline: bool = False) -> str:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_official_client_loads_what_batuta_pulled_offline(
+    run_cli: Run, hub: LocalHub, isolated_home: Path
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(2 * MiB), "sub/tok.txt": b"t" * 10}
+    hub.add_repo("acme/interop", files)
+    assert run_cli(*ep(hub), "hf", "pull", "model", "acme/interop", "--quiet").exit_code == 0  # type: ignore[attr-defined]
+    hub.reset()
+    out = _official(
+        """
+        import hashlib, json, os
+        from huggingface_hub import hf_hub_download, snapshot_download
+        snap = snapshot_download("acme/interop", local_files_only=True)
+        one = hf_hub_download("acme/interop", "model.safetensors", local_files_only=True)
+        digests = {}
+        for root, _, names in os.walk(snap):
+            for n in names:
+                p = os.path.join(root, n)
+                digests[os.path.relpath(p, snap)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+        print(json.dumps({"files": digests, "one": hashlib.sha256(open(one, "rb").read()).hexdigest()}))
+        """,
+        hub,
+        isolated_home,
+        offline=True,
+    )
+    doc = json.loads(out)
+    assert doc["files"] == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    assert doc["one"] == hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert hub.stats().total == 0
+
+
+def test_batuta_reuses_what_the_official_client_downloaded(
+    run_cli: Run, hub: LocalHub, isolated_home: Path
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(2 * MiB)}
+    commit = hub.add_repo("acme/interop2", files)
+    _official(
+        'from huggingface_hub import snapshot_download; snapshot_download("acme/interop2")',
+        hub,
+        isolated_home,
+    )
+    hub.reset()
+    doc = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/interop2", "--json").stdout)  # type: ignore[attr-defined]
+    assert doc["commit"] == commit and doc["downloaded"] == [] and doc["bytes_downloaded"] == 0
+    assert hub.stats().blob_bytes_sent == 0 and hub.stats().count("resolve") == 0

@@ -1,0 +1,192 @@
+"""tree, search and info through the real entry point, against a LocalHub."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from engine.testing.hub import LocalHub
+
+from cli.errors import ExitCode
+
+Run = Callable[..., object]
+TOKEN = "hf_cli_reader_token_000000000000000"
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[LocalHub]:
+    with LocalHub.in_thread() as h:
+        h.add_token(TOKEN, user="reader", role="read")
+        h.add_repo(
+            "acme/llama-tiny",
+            {"config.json": b"{}", "model.safetensors": b"w" * 64, "pytorch_model.bin": b"p" * 32},
+            meta={"pipeline_tag": "text-generation", "downloads": 50, "likes": 3, "license": "mit"},
+        )
+        h.add_repo(
+            "acme/llama-gguf",
+            {"README.md": b"#", "llama.Q4_K_M.gguf": b"q" * 10, "llama.Q8_0.gguf": b"q" * 20},
+            meta={"pipeline_tag": "text-generation", "downloads": 10},
+        )
+        h.add_repo(
+            "acme/bert-small", {"config.json": b"{}"}, meta={"pipeline_tag": "fill-mask", "downloads": 5}
+        )
+        for i in range(25):
+            h.add_repo(f"many/llama-{i:02d}", {"config.json": b"{}"}, meta={"downloads": i})
+        h.add_repo(
+            "acme/speech",
+            {"data.csv": b"a,b\n"},
+            repo_type="dataset",
+            meta={"tags": ["task_categories:automatic-speech-recognition"]},
+        )
+        h.add_repo("acme/demo", {"app.py": b"print(1)\n"}, repo_type="space", meta={"sdk": "gradio"})
+        h.add_repo("acme/secret", {"config.json": b"{}"}, private=True)
+        yield h
+
+
+def ep(hub: LocalHub) -> list[str]:
+    return ["--endpoint", hub.url]
+
+
+def test_tree_ascii_and_json(run_cli: Run) -> None:
+    r = run_cli("hf", "tree")
+    assert r.exit_code == 0 and r.stdout.startswith("HuggingFace Ecosystem (6 categories)")  # type: ignore[attr-defined]
+    doc = json.loads(run_cli("hf", "tree", "--format", "json").stdout)  # type: ignore[attr-defined]
+    assert [c["name"] for c in doc["categories"]] == [
+        "hub",
+        "libraries",
+        "inference",
+        "training",
+        "formats",
+        "tasks",
+    ]
+    integ = json.loads(run_cli("hf", "tree", "--integration", "--format", "json").stdout)  # type: ignore[attr-defined]
+    assert integ["total"] == 28 == sum(len(c["mappings"]) for c in integ["categories"])
+    text = run_cli("hf", "tree", "--integration").stdout  # type: ignore[attr-defined]
+    assert "28" in text and "COMPATIBLE" in text.upper()
+    bad = run_cli("hf", "tree", "--format", "yaml")
+    assert bad.exit_code == ExitCode.USAGE and "yaml" in bad.stderr  # type: ignore[attr-defined]
+
+
+def test_search_table_json_and_filters(run_cli: Run, hub: LocalHub) -> None:
+    r = run_cli(*ep(hub), "hf", "search", "model", "llama", "--task", "text-generation", "--json")
+    doc = json.loads(r.stdout)  # type: ignore[attr-defined]
+    assert {x["id"] for x in doc["results"]} == {"acme/llama-tiny", "acme/llama-gguf"}
+    table = run_cli(*ep(hub), "hf", "search", "model", "llama", "--author", "acme", "--sort", "downloads")
+    lines = table.stdout.splitlines()  # type: ignore[attr-defined]
+    assert lines[0].split()[:3] == ["id", "task", "downloads"] and "acme/llama-tiny" in lines[1]
+    ds = json.loads(
+        run_cli(
+            *ep(hub), "hf", "search", "dataset", "speech", "--task", "automatic-speech-recognition", "--json"
+        ).stdout
+    )  # type: ignore[attr-defined]
+    assert [x["id"] for x in ds["results"]] == ["acme/speech"]
+    sp = run_cli(*ep(hub), "hf", "search", "space", "demo", "--task", "x")
+    assert sp.exit_code == ExitCode.USAGE  # type: ignore[attr-defined]
+
+
+def test_search_limit_above_one_page_follows_pagination(run_cli: Run, hub: LocalHub) -> None:
+    hub.reset()
+    doc = json.loads(
+        run_cli(*ep(hub), "hf", "search", "model", "many/llama", "--limit", "25", "--json").stdout
+    )  # type: ignore[attr-defined]
+    assert doc["count"] == 25 and len({x["id"] for x in doc["results"]}) == 25
+    assert doc["count"] == 25
+    default = json.loads(run_cli(*ep(hub), "hf", "search", "model", "many/llama", "--json").stdout)  # type: ignore[attr-defined]
+    assert default["count"] == 10
+
+
+def test_private_repos_need_a_token(run_cli: Run, hub: LocalHub) -> None:
+    anon = run_cli(*ep(hub), "hf", "info", "model", "acme/secret")
+    assert anon.exit_code == ExitCode.AUTH_REQUIRED and TOKEN not in anon.stderr  # type: ignore[attr-defined]
+    ok = run_cli(*ep(hub), "--token", TOKEN, "hf", "info", "model", "acme/secret", "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["private"] is True  # type: ignore[attr-defined]
+    assert TOKEN not in ok.stdout  # type: ignore[attr-defined]
+
+
+def test_info_reports_files_safety_and_quantizations(run_cli: Run, hub: LocalHub) -> None:
+    doc = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-tiny", "--json").stdout)  # type: ignore[attr-defined]
+    files = {f["path"]: f for f in doc["files"]}
+    assert files["model.safetensors"]["safe"] and files["model.safetensors"]["lfs"]
+    assert not files["pytorch_model.bin"]["safe"] and "pickle" in files["pytorch_model.bin"]["reason"]
+    assert doc["total_bytes"] == 2 + 64 + 32 and len(doc["sha"]) == 40 and doc["task"] == "text-generation"
+    gguf = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-gguf", "--json").stdout)  # type: ignore[attr-defined]
+    assert gguf["quantizations"] == ["Q4_K_M", "Q8_0"]
+    text = run_cli(*ep(hub), "hf", "info", "dataset", "acme/speech").stdout  # type: ignore[attr-defined]
+    assert "acme/speech" in text and "data.csv" in text
+    space = run_cli(*ep(hub), "hf", "info", "space", "acme/demo", "--json")
+    assert json.loads(space.stdout)["id"] == "acme/demo"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("repo_id", ["a/b/c", "", "../x", "has space/x", "acme/"])
+def test_invalid_repo_ids(run_cli: Run, hub: LocalHub, repo_id: str) -> None:
+    r = run_cli(*ep(hub), "hf", "info", "model", repo_id)
+    assert r.exit_code == ExitCode.USAGE and "invalid repo id" in r.stderr  # type: ignore[attr-defined]
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr  # type: ignore[attr-defined]
+
+
+def test_bad_input_is_one_line_and_non_zero(run_cli: Run, hub: LocalHub) -> None:
+    cases = [
+        (["hf", "info", "checkpoint", "acme/x"], ExitCode.USAGE, "unknown asset type"),
+        (["hf", "search", "model", "x", "--limit", "0"], ExitCode.USAGE, "--limit"),
+        (["hf", "search", "model", "x", "--limit", "-3"], ExitCode.USAGE, "--limit"),
+        (["hf", "info", "model", "acme/llama-tiny", "--revision", "v9"], ExitCode.NOT_FOUND, "revision 'v9'"),
+        (["hf", "info", "model", "acme/nope"], ExitCode.AUTH_REQUIRED, "acme/nope"),
+        (["hf", "search", "model", "x", "--sort", "size"], ExitCode.USAGE, "sort"),
+    ]
+    for args, code, text in cases:
+        r = run_cli(*ep(hub), *args)
+        assert r.exit_code == code, (args, r)  # type: ignore[attr-defined]
+        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r)  # type: ignore[attr-defined]
+
+
+def test_unreachable_endpoint_is_named(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATUTA_RETRY_BASE_S", "0.001")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = run_cli("--endpoint", f"http://127.0.0.1:{port}", "hf", "search", "model", "x")
+    assert r.exit_code == ExitCode.UNREACHABLE and f"127.0.0.1:{port}" in r.stderr  # type: ignore[attr-defined]
+    assert len(r.stderr.strip().splitlines()) == 1  # type: ignore[attr-defined]
+
+
+class _Html(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = (
+            b"<!doctype html><html><body>login</body></html>" if "models" in self.path else b"\x00\x01garbage"
+        )
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_endpoint_that_answers_html_or_garbage(run_cli: Run) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        html = run_cli("--endpoint", url, "hf", "search", "model", "x")
+        assert html.exit_code == ExitCode.SERVER_ERROR and "HTML" in html.stderr  # type: ignore[attr-defined]
+        junk = run_cli("--endpoint", url, "hf", "info", "dataset", "acme/x")
+        assert junk.exit_code == ExitCode.SERVER_ERROR and "not a Hub API response" in junk.stderr  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_mode_with_nothing_cached(
+    run_cli: Run, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.reset()
+    for args in (["hf", "search", "model", "x"], ["hf", "info", "model", "acme/llama-tiny"]):
+        r = run_cli(*ep(hub), *args)
+        assert r.exit_code == ExitCode.OFFLINE and "offline" in r.stderr  # type: ignore[attr-defined]
+    assert hub.stats().total == 0

@@ -1,0 +1,297 @@
+"""pull against a LocalHub over real sockets: layout, ranges, verification, faults, resume, safety."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine.testing.hub import LocalHub
+
+from engine import (
+    Engine,
+    EngineConfig,
+    Event,
+    GatedRepoError,
+    NotFoundError,
+    OfflineError,
+    RepoRef,
+    RetryPolicy,
+    RetryScheduled,
+    UsageError,
+    load_config,
+)
+from engine._pull import PullOptions, PullResult
+
+KiB = 1024
+FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
+TOKEN = "hf_reader_token_for_tests_0000000000"
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    with LocalHub.in_thread() as h:
+        h.add_token(TOKEN, user="reader", role="read", gated=True)
+        yield h
+
+
+def cfg(hub: LocalHub, **kw: Any) -> EngineConfig:
+    base: dict[str, Any] = {"retry": FAST, "chunk_bytes": 64 * KiB, "stall_timeout_s": 5.0}
+    base.update(kw)
+    return load_config(os.environ, endpoint=hub.url, **base)
+
+
+async def do_pull(
+    config: EngineConfig, repo: str, events: list[Event] | None = None, **opts: Any
+) -> PullResult:
+    async with Engine(config, on_event=(events.append if events is not None else lambda e: None)) as engine:
+        return await engine.pull(RepoRef.parse(opts.pop("repo_type", "model"), repo), PullOptions(**opts))
+
+
+def sample_files() -> dict[str, bytes]:
+    return {
+        "config.json": b'{"model_type": "bert"}',
+        "empty.txt": b"",
+        "model.safetensors": os.urandom(300 * KiB + 17),  # LFS, several ranges
+        "tokenizer/vocab.txt": b"hello\nworld\n" * 100,
+        "big_regular.txt": b"x" * (130 * KiB),  # regular (not LFS) yet ranged
+    }
+
+
+def snapshot_bytes(root: Path) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            out[p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+@pytest.mark.anyio
+async def test_pull_into_cache_is_byte_identical_with_official_layout(
+    hub: LocalHub, isolated_home: Path
+) -> None:
+    files = sample_files()
+    commit = hub.add_repo("acme/tiny", files)
+    config = cfg(hub)
+    result = await do_pull(config, "acme/tiny")
+    assert result.commit == commit and not result.failed
+    snap = config.hub_cache / "models--acme--tiny" / "snapshots" / commit
+    assert snapshot_bytes(snap) == files
+    refs = (config.hub_cache / "models--acme--tiny" / "refs" / "main").read_bytes()
+    assert refs == commit.encode()  # no trailing newline
+    link = snap / "model.safetensors"
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert os.readlink(link) == "../../blobs/" + hashlib.sha256(files["model.safetensors"]).hexdigest()
+    blob_names = {p.name for p in (config.hub_cache / "models--acme--tiny" / "blobs").iterdir()}
+    assert not any(n.endswith((".incomplete", ".progress")) for n in blob_names)
+    assert hub.stats().blob_requests_with_auth == 0
+
+
+@pytest.mark.anyio
+async def test_second_pull_transfers_nothing(hub: LocalHub) -> None:
+    hub.add_repo("acme/tiny", sample_files())
+    config = cfg(hub)
+    await do_pull(config, "acme/tiny")
+    hub.reset()
+    again = await do_pull(config, "acme/tiny")
+    assert again.downloaded == [] and again.bytes_downloaded == 0
+    stats = hub.stats()
+    assert stats.count("resolve") == 0 and stats.blob_bytes_sent == 0
+
+
+@pytest.mark.anyio
+async def test_local_dir_mode_writes_plain_files_and_metadata(hub: LocalHub, tmp_path: Path) -> None:
+    files = sample_files()
+    commit = hub.add_repo("acme/tiny", files)
+    out = tmp_path / "out"
+    await do_pull(cfg(hub), "acme/tiny", output=out)
+    got = {k: v for k, v in snapshot_bytes(out).items() if not k.startswith(".cache/")}
+    assert got == files
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    meta = (out / ".cache/huggingface/download/model.safetensors.metadata").read_text().splitlines()
+    assert meta[0] == commit and meta[1] == hashlib.sha256(files["model.safetensors"]).hexdigest()
+    hub.reset()
+    again = await do_pull(cfg(hub), "acme/tiny", output=out)
+    assert again.downloaded == [] and hub.stats().count("resolve") == 0
+
+
+@pytest.mark.anyio
+async def test_multi_range_file_uses_parallel_ranges(hub: LocalHub) -> None:
+    blob = os.urandom(1024 * KiB)
+    hub.add_repo("acme/big", {"model.safetensors": blob})
+    config = cfg(hub)
+    await do_pull(config, "acme/big")
+    ranges = [r.range for r in hub.stats().requests if r.kind == "blob" and r.method == "GET"]
+    assert len(ranges) == 16 and all(r and r.startswith("bytes=") for r in ranges)
+
+
+@pytest.mark.anyio
+async def test_rides_out_429_with_retry_after_and_503s(hub: LocalHub) -> None:
+    files = sample_files()
+    hub.add_repo("acme/tiny", files)
+    hub.fail(status=429, times=2, path_contains="/resolve/", retry_after="0")
+    hub.fail(status=503, times=2, path_contains="/blobs/")
+    events: list[Event] = []
+    config = cfg(hub)
+    result = await do_pull(config, "acme/tiny", events)
+    assert not result.failed and result.retries >= 4
+    assert {e.reason for e in events if isinstance(e, RetryScheduled)} >= {"429", "503"}
+    snap = config.hub_cache / "models--acme--tiny" / "snapshots" / result.commit
+    assert snapshot_bytes(snap) == files
+
+
+@pytest.mark.anyio
+async def test_connection_closed_mid_body_resumes_the_range(hub: LocalHub) -> None:
+    blob = os.urandom(200 * KiB)
+    hub.add_repo("acme/cut", {"model.safetensors": blob})
+    hub.truncate_once(after_bytes=10 * KiB, path_contains="/blobs/")
+    config = cfg(hub)
+    result = await do_pull(config, "acme/cut")
+    assert not result.failed
+    assert (
+        config.hub_cache / "models--acme--cut/snapshots" / result.commit / "model.safetensors"
+    ).read_bytes() == blob
+    assert hub.stats().faults_fired.get("truncate") == 1
+
+
+@pytest.mark.anyio
+async def test_flipped_byte_is_caught_and_refetched(hub: LocalHub) -> None:
+    blob = os.urandom(100 * KiB)
+    hub.add_repo("acme/flip", {"model.safetensors": blob, "config.json": b"{}"})
+    hub.flip_byte_once(path_contains="/blobs/", offset=5)
+    config = cfg(hub)
+    result = await do_pull(config, "acme/flip")
+    assert not result.failed
+    assert (
+        config.hub_cache / "models--acme--flip/snapshots" / result.commit / "model.safetensors"
+    ).read_bytes() == blob
+
+
+@pytest.mark.anyio
+async def test_expired_signature_is_resolved_again(hub: LocalHub) -> None:
+    blob = os.urandom(300 * KiB)
+    hub.add_repo("acme/exp", {"model.safetensors": blob})
+    hub.expire_signatures(times=2)
+    config = cfg(hub)
+    result = await do_pull(config, "acme/exp")
+    assert not result.failed
+    assert (
+        config.hub_cache / "models--acme--exp/snapshots" / result.commit / "model.safetensors"
+    ).read_bytes() == blob
+
+
+@pytest.mark.anyio
+async def test_stalled_connection_is_dropped_and_retried(hub: LocalHub) -> None:
+    blob = os.urandom(128 * KiB)
+    hub.add_repo("acme/stall", {"model.safetensors": blob})
+    hub.stall_once(after_bytes=4 * KiB, seconds=20, path_contains="/blobs/")
+    config = cfg(hub, stall_timeout_s=0.5)
+    events: list[Event] = []
+    result = await do_pull(config, "acme/stall", events)
+    assert not result.failed
+    assert any(isinstance(e, RetryScheduled) for e in events)
+    assert (
+        config.hub_cache / "models--acme--stall/snapshots" / result.commit / "model.safetensors"
+    ).read_bytes() == blob
+
+
+@pytest.mark.anyio
+async def test_quantization_selection(hub: LocalHub) -> None:
+    files = {
+        "README.md": b"# gguf",
+        "config.json": b"{}",
+        "model.Q4_K_M.gguf": b"q4" * 100,
+        "model.Q8_0.gguf": b"q8" * 100,
+        "split-Q5_K_M-00001-of-00002.gguf": b"a" * 10,
+        "split-Q5_K_M-00002-of-00002.gguf": b"b" * 10,
+        "Q6_K/model-00001-of-00001.gguf": b"c" * 10,
+    }
+    hub.add_repo("acme/gguf", files)
+    config = cfg(hub)
+    one = await do_pull(config, "acme/gguf", quantization="q4_k_m", dry_run=True)
+    assert sorted(f.path for f in one.files) == ["README.md", "config.json", "model.Q4_K_M.gguf"]
+    split = await do_pull(config, "acme/gguf", quantization="Q5_K_M", dry_run=True)
+    assert {f.path for f in split.files} >= {
+        "split-Q5_K_M-00001-of-00002.gguf",
+        "split-Q5_K_M-00002-of-00002.gguf",
+    }
+    folder = await do_pull(config, "acme/gguf", quantization="Q6_K")
+    assert (
+        "Q6_K/model-00001-of-00001.gguf" in folder.downloaded and "model.Q8_0.gguf" not in folder.downloaded
+    )
+    with pytest.raises(UsageError, match="Q4_K_M"):
+        await do_pull(config, "acme/gguf", quantization="Q2_K")
+    hub.add_repo("acme/plain", {"model.safetensors": b"s" * 10})
+    with pytest.raises(UsageError, match="gguf"):
+        await do_pull(config, "acme/plain", quantization="Q4_K_M")
+
+
+@pytest.mark.anyio
+async def test_unsafe_weights_are_blocked_unless_allowed(hub: LocalHub) -> None:
+    hub.add_repo(
+        "acme/mixed", {"model.safetensors": b"s" * 10, "pytorch_model.bin": b"p" * 10, "config.json": b"{}"}
+    )
+    hub.add_repo("acme/pickle", {"pytorch_model.bin": b"p" * 10, "config.json": b"{}"})
+    config = cfg(hub)
+    mixed = await do_pull(config, "acme/mixed")
+    assert [b.path for b in mixed.blocked] == ["pytorch_model.bin"]
+    assert "pytorch_model.bin" not in mixed.downloaded
+    with pytest.raises(UsageError, match="--allow-unsafe"):
+        await do_pull(config, "acme/pickle")
+    allowed = await do_pull(config, "acme/pickle", allow_unsafe=True)
+    assert "pytorch_model.bin" in allowed.downloaded and allowed.allowed_unsafe
+
+
+@pytest.mark.anyio
+async def test_include_exclude(hub: LocalHub) -> None:
+    hub.add_repo("acme/tiny", sample_files())
+    result = await do_pull(cfg(hub), "acme/tiny", include=("*.json", "tokenizer/"), exclude=("config.json",))
+    assert sorted(f.path for f in result.files) == ["tokenizer/vocab.txt"]
+
+
+@pytest.mark.anyio
+async def test_errors_name_what_is_missing(hub: LocalHub) -> None:
+    hub.add_repo("acme/tiny", {"config.json": b"{}"})
+    config = cfg(hub)
+    with pytest.raises(NotFoundError, match="acme/nope"):
+        await do_pull(config, "acme/nope")
+    with pytest.raises(NotFoundError, match="revision 'v9'"):
+        await do_pull(config, "acme/tiny", revision="v9")
+
+
+@pytest.mark.anyio
+async def test_gated_repo_needs_a_granted_token(hub: LocalHub) -> None:
+    hub.add_repo("acme/gated", {"model.safetensors": b"g" * 100}, gated="manual")
+    with pytest.raises(GatedRepoError):
+        await do_pull(cfg(hub), "acme/gated")
+    result = await do_pull(cfg(hub, token=TOKEN), "acme/gated")
+    assert result.downloaded == ["model.safetensors"]
+    assert hub.stats().blob_requests_with_auth == 0
+
+
+@pytest.mark.anyio
+async def test_offline_mode_uses_the_cache_only(hub: LocalHub) -> None:
+    hub.add_repo("acme/tiny", sample_files())
+    online = cfg(hub)
+    with pytest.raises(OfflineError, match="not in the cache"):
+        await do_pull(cfg(hub, offline=True), "acme/tiny")
+    await do_pull(online, "acme/tiny", include=("*.json",))
+    hub.reset()
+    with pytest.raises(OfflineError, match="model.safetensors"):
+        await do_pull(cfg(hub, offline=True), "acme/tiny")
+    done = await do_pull(cfg(hub, offline=True), "acme/tiny", include=("*.json",))
+    assert [f.path for f in done.files] == ["config.json"]
+    assert hub.stats().total == 0
+
+
+@pytest.mark.anyio
+async def test_max_rate_and_connections_options_are_honoured(hub: LocalHub) -> None:
+    blob = os.urandom(512 * KiB)
+    hub.add_repo("acme/rate", {"model.safetensors": blob})
+    config = cfg(hub, max_connections=2, max_rate_bytes_s=4 * 1024 * 1024)
+    result = await do_pull(config, "acme/rate")
+    assert not result.failed and result.bytes_downloaded == len(blob)
