@@ -1,0 +1,344 @@
+"""Block-wise file digests on worker threads, with a persistent cache of what was already hashed.
+
+A push must compare every local file with the remote tree's oids: the sha256 for LFS files and
+the git blob sha1 (`sha1(b"blob <size>\\0" + content)`) for regular ones. Hashing a multi-GiB
+folder on every run is what makes the official client slow to re-push, so digests are kept in
+`<hub_cache>/.batuta/hashes.sqlite`, keyed by the absolute path and the file's (size, mtime_ns,
+inode). A file whose key is unchanged costs one indexed lookup instead of a read.
+
+hashlib releases the GIL on large updates, so one thread per core hashes at full speed; the
+threads run under a CapacityLimiter sized by `EngineConfig.hash_workers` (every core by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+
+from engine._errors import UsageError
+from engine._events import EventSink, FileHashed, discard
+from engine._select import match_globs
+
+BLOCK_BYTES = 4 * 1024 * 1024
+# Progress from a worker thread is reported this often; finer would cost a loop hop per block.
+REPORT_EVERY_BYTES = 64 * 1024 * 1024
+# A file written this recently may change again within the same mtime tick without its key
+# changing (git's "racy clean" problem), so its digest is not cached.
+RACY_WINDOW_S = 1.0
+CACHE_FILE = Path(".batuta") / "hashes.sqlite"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS digests ("
+    " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,"
+    " sha256 TEXT, sha1 TEXT)"
+)
+_LOOKUP_CHUNK = 500  # stays below SQLite's host-parameter limit
+Action = Literal["add", "update", "delete", "unchanged", "ignored"]
+_VCS_DIRS = frozenset({".git", ".hg", ".svn"})
+
+
+@dataclass(frozen=True, slots=True)
+class FileKey:
+    """What identifies one version of a file without reading it."""
+
+    path: str  # absolute
+    size: int
+    mtime_ns: int
+    ino: int
+
+    @classmethod
+    def of(cls, path: Path, st: os.stat_result | None = None) -> FileKey:
+        st = st or path.stat()
+        return cls(str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """The digests known for one file version; either may be missing until asked for."""
+
+    size: int
+    sha256: str | None = None
+    sha1: str | None = None  # git blob sha1
+
+    def has(self, *, sha256: bool, sha1: bool) -> bool:
+        return (not sha256 or self.sha256 is not None) and (not sha1 or self.sha1 is not None)
+
+    def merged(self, other: Digest) -> Digest:
+        return replace(self, sha256=self.sha256 or other.sha256, sha1=self.sha1 or other.sha1)
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git blob id of `data`: what the Hub reports as the oid of a regular file."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def digest_bytes(data: bytes) -> Digest:
+    return Digest(len(data), hashlib.sha256(data).hexdigest(), git_blob_sha1(data))
+
+
+def hash_file(
+    path: Path, *, sha256: bool, sha1: bool, progress: Callable[[int], None] | None = None
+) -> Digest:
+    """Read `path` once in BLOCK_BYTES blocks and return the asked digests (blocking; run on a thread).
+
+    `progress(n)` is called every REPORT_EVERY_BYTES and at the end with the bytes read since the
+    last call. Raises OSError when the file cannot be read, ValueError when it changed size.
+    """
+    size = path.stat().st_size
+    h256 = hashlib.sha256() if sha256 else None
+    h1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if sha1 else None
+    hashers = [h for h in (h256, h1) if h is not None]
+    buf = bytearray(BLOCK_BYTES)
+    view = memoryview(buf)
+    total = pending = 0
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            chunk = view[:n]
+            for h in hashers:
+                h.update(chunk)
+            total += n
+            pending += n
+            if progress is not None and pending >= REPORT_EVERY_BYTES:
+                progress(pending)
+                pending = 0
+    if progress is not None and pending:
+        progress(pending)
+    if total != size:
+        # The git header already committed to `size`; a sha1 over other bytes would be wrong.
+        raise ValueError(f"{path} changed size while being hashed")
+    return Digest(size, h256.hexdigest() if h256 else None, h1.hexdigest() if h1 else None)
+
+
+class HashCache:
+    """Digests of file versions, persisted in SQLite. Use from one thread at a time.
+
+    Any SQLite trouble (read-only disk, corrupt file, a lock held too long) turns the cache into
+    a no-op: it only ever saves work, so it must never fail a push.
+    """
+
+    def __init__(self, db_path: Path | None) -> None:
+        self.path = db_path
+        self._db: sqlite3.Connection | None = None
+        if db_path is None:
+            return
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False: calls hop between worker threads, never concurrently.
+            self._db = sqlite3.connect(db_path, timeout=5.0, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except (sqlite3.Error, OSError):
+            self.close()
+
+    @classmethod
+    def under(cls, hub_cache: Path) -> HashCache:
+        return cls(hub_cache / CACHE_FILE)
+
+    @property
+    def enabled(self) -> bool:
+        return self._db is not None
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def lookup(self, keys: Sequence[FileKey]) -> dict[FileKey, Digest]:
+        """The cached digests of those `keys` whose size, mtime and inode still match."""
+        if self._db is None or not keys:
+            return {}
+        by_path = {k.path: k for k in keys}
+        found: dict[FileKey, Digest] = {}
+        paths = list(by_path)
+        try:
+            for i in range(0, len(paths), _LOOKUP_CHUNK):
+                part = paths[i : i + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT path, size, mtime_ns, ino, sha256, sha1 FROM digests WHERE path IN ({marks})",
+                    part,
+                )
+                for path, size, mtime_ns, ino, sha256, sha1 in rows:
+                    key = by_path[path]
+                    if (size, mtime_ns, ino) == (key.size, key.mtime_ns, key.ino):
+                        found[key] = Digest(size, sha256, sha1)
+        except sqlite3.Error:
+            self.close()
+            return {}
+        return found
+
+    def store(self, items: Mapping[FileKey, Digest], *, now_s: float | None = None) -> int:
+        """Record digests (merging with what is known); returns how many rows were written."""
+        if self._db is None or not items:
+            return 0
+        now_ns = int((time.time() if now_s is None else now_s) * 1e9)
+        racy_ns = int(RACY_WINDOW_S * 1e9)
+        rows = [
+            (k.path, k.size, k.mtime_ns, k.ino, d.sha256, d.sha1)
+            for k, d in items.items()
+            if now_ns - k.mtime_ns >= racy_ns
+        ]
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT INTO digests (path, size, mtime_ns, ino, sha256, sha1) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(path) DO UPDATE SET size=excluded.size, mtime_ns=excluded.mtime_ns,"
+                    " ino=excluded.ino, sha256=excluded.sha256, sha1=excluded.sha1",
+                    rows,
+                )
+        except sqlite3.Error:
+            self.close()
+            return 0
+        return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class HashJob:
+    """One file to digest: `rel` names it in events, `path` is where it is read from."""
+
+    rel: str
+    path: Path
+    key: FileKey
+    sha256: bool
+    sha1: bool
+
+
+class Hasher:
+    """Digests files on worker threads, consulting and feeding a HashCache.
+
+    ```python
+    hasher = Hasher(HashCache.under(config.hub_cache), workers=config.hash_workers, on_event=sink)
+    digests = await hasher.digest_all(jobs)
+    ```
+    """
+
+    def __init__(self, cache: HashCache, *, workers: int, on_event: EventSink = discard) -> None:
+        self.cache = cache
+        self._limiter = anyio.CapacityLimiter(max(1, workers))
+        self._on_event = on_event
+        self.bytes_hashed = 0
+        self.cache_hits = 0
+
+    async def cached(self, jobs: Sequence[HashJob]) -> dict[str, Digest]:
+        """What the cache already knows about `jobs`, by `rel`, without reading any file."""
+        known = await anyio.to_thread.run_sync(self.cache.lookup, [j.key for j in jobs])
+        return {j.rel: known[j.key] for j in jobs if j.key in known}
+
+    async def digest_all(self, jobs: Iterable[HashJob]) -> dict[str, Digest]:
+        """Digest every job (cache first), keyed by `rel`; store the new digests in the cache.
+
+        Raises OSError when a file cannot be read; ValueError when one changed while hashed.
+        """
+        jobs = list(jobs)
+        known = await self.cached(jobs)
+        out: dict[str, Digest] = {}
+        todo: list[tuple[HashJob, Digest | None]] = []
+        for job in jobs:
+            hit = known.get(job.rel)
+            if hit is not None and hit.has(sha256=job.sha256, sha1=job.sha1):
+                out[job.rel] = hit
+                self.cache_hits += 1
+                self._on_event(FileHashed(job.rel, 0))
+            else:
+                todo.append((job, hit))
+        fresh: dict[FileKey, Digest] = {}
+
+        async def run(job: HashJob, partial: Digest | None) -> None:
+            need256 = job.sha256 and (partial is None or partial.sha256 is None)
+            need1 = job.sha1 and (partial is None or partial.sha1 is None)
+
+            def report(n: int) -> None:
+                anyio.from_thread.run_sync(self._report, job.rel, n)
+
+            digest = await anyio.to_thread.run_sync(
+                lambda: hash_file(job.path, sha256=need256, sha1=need1, progress=report),
+                limiter=self._limiter,
+            )
+            if partial is not None:
+                digest = digest.merged(partial)
+            out[job.rel] = digest
+            # A file touched while it was read must not be remembered under its old key.
+            if FileKey.of(job.path) == job.key:
+                fresh[job.key] = digest
+
+        async with anyio.create_task_group() as tg:
+            for job, partial in todo:
+                tg.start_soon(run, job, partial)
+        await anyio.to_thread.run_sync(self.cache.store, fresh)
+        return out
+
+    def _report(self, rel: str, n: int) -> None:
+        self.bytes_hashed += n
+        self._on_event(FileHashed(rel, n))
+
+
+@dataclass(slots=True)
+class LocalFile:
+    """One file of a push: where it is, what it is, and (filled in later) what to do with it."""
+
+    rel: str
+    path: Path | None  # None for generated content
+    size: int
+    key: FileKey | None = None
+    data: bytes | None = None  # generated content (the model card)
+    digest: Digest | None = None
+    sample: bytes = b""
+    lfs: bool = False
+    action: Action = "add"
+
+
+def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[LocalFile]:
+    """The files of `folder` to push, sorted by path. Raises UsageError for a missing, non-folder,
+    empty or unreadable input, before anything is sent."""
+    if not folder.exists():
+        raise UsageError(f"folder '{folder}' does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"'{folder}' is not a folder")
+    out: list[LocalFile] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath)
+        prefix = base.relative_to(folder).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
+        # Pruned in place so os.walk never descends: version control, and huggingface_hub's own
+        # upload metadata, exactly as upload_folder ignores them.
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d not in _VCS_DIRS and not (d == "huggingface" and prefix.endswith(".cache/"))
+        )
+        for name in filenames:
+            rel = prefix + name
+            if not match_globs(rel, include, exclude):
+                continue
+            path = base / name
+            try:
+                st = path.stat()
+                if stat.S_ISREG(st.st_mode):
+                    # Opening proves readability (permissions, ACLs) before any request is made.
+                    with path.open("rb"):
+                        pass
+            except OSError as exc:
+                raise UsageError(f"cannot read '{rel}': {(exc.strerror or str(exc)).lower()}") from exc
+            if not stat.S_ISREG(st.st_mode):
+                continue  # sockets, FIFOs, devices: not files a repo can hold
+            out.append(LocalFile(rel, path, st.st_size, key=FileKey.of(path, st)))
+    if not out:
+        filt = " matching --include/--exclude" if include or exclude else ""
+        raise UsageError(f"nothing to push: '{folder}' has no files{filt}")
+    out.sort(key=lambda f: f.rel)
+    return out

@@ -1,0 +1,416 @@
+"""push: publish a local folder to a Hub repo, sending only what changed.
+
+The order of steps is the safety contract:
+
+1. check the folder and select files (`--include`/`--exclude`; `.git/`, `.cache/huggingface/`
+   and other version-control folders are never sent);
+2. scan the selection for secrets; any finding stops the push before a single request;
+3. read the remote head and tree (create the repo or branch when missing);
+4. hash local files (hash cache first) and keep those whose oid differs from the remote's;
+5. preupload decides regular vs LFS; LFS objects go through the batch API, and objects the
+   server already stores are not sent again, so an interrupted push resumes when re-run;
+6. commit in batches (see `plan_commits`), each batch one NDJSON POST with `parentCommit`, so
+   a commit is never partial and a concurrent push is detected instead of overwritten.
+
+Events: `PlanReady` is emitted twice: first for hashing (files and bytes that the cache could
+not answer), then for uploading (changed files and the bytes to send). `FileHashed` reports
+hashing progress, `FileStarted`/`BytesMoved`/`FileFinished` the transfers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from engine._api import validate_revision
+from engine._errors import AuthRequiredError, NotFoundError, SecretsFoundError
+from engine._events import BytesMoved, Notice, PlanReady
+from engine._hashing import Action, HashCache, Hasher, HashJob, LocalFile, collect_files, digest_bytes
+from engine._models import RemoteFile, RepoRef
+from engine._select import match_globs
+from engine._upload import (
+    AddFile,
+    CommitResult,
+    LfsObject,
+    commit,
+    commit_payload,
+    create_branch,
+    create_repo,
+    lfs_batch,
+    preupload,
+    read_sample,
+    upload_object,
+)
+
+if TYPE_CHECKING:
+    from engine._engine import Engine
+
+# Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
+# at most MAX_COMMIT_INLINE_BYTES of regular (non-LFS) content; LFS files count only as an
+# operation since the commit carries a 100-byte reference. The official client's documented
+# limits are 25 000 LFS files and 1 GB inline per commit; ours are far below, so that one commit
+# stays a short request and an interrupted large push loses little.
+MAX_COMMIT_OPS = 1000
+MAX_COMMIT_INLINE_BYTES = 64 * 1024 * 1024
+# The Hub's own rule of thumb (§8.2) for dry-run guesses; the real decision is preupload's.
+LFS_GUESS_BYTES = 10 * 1024 * 1024
+_NEVER_DELETE = frozenset({".gitattributes"})
+CARD = "README.md"
+
+
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    revision: str = "main"
+    message: str | None = None
+    description: str = ""
+    private: bool = False
+    create_pr: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    delete: bool = False
+    dry_run: bool = False
+    card: bool = True
+    license: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushedFile:
+    """One path of the push and what happened (or, in a dry run, would happen) to it."""
+
+    path: str
+    size: int
+    lfs: bool
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    repo: RepoRef
+    revision: str
+    dry_run: bool
+    files: tuple[PushedFile, ...]
+    commits: tuple[CommitResult, ...] = ()
+    pr_url: str | None = None
+    head: str | None = None  # the revision's commit after the push
+    created_repo: bool = False
+    card_generated: bool = False
+    bytes_uploaded: int = 0  # LFS bytes actually sent (not those the server already had)
+    bytes_inline: int = 0  # regular-file bytes carried inside commits
+    bytes_hashed: int = 0
+    lfs_reused: int = 0  # LFS objects the server already stored
+    notices: tuple[str, ...] = field(default=())
+
+    def by_action(self, action: Action) -> list[PushedFile]:
+        return [f for f in self.files if f.action == action]
+
+    @property
+    def up_to_date(self) -> bool:
+        return not any(f.action in ("add", "update", "delete") for f in self.files)
+
+
+def check_secrets(folder: Path, files: Sequence[LocalFile]) -> None:
+    """Raise SecretsFoundError listing `path:line` with masked excerpts when the scan finds any."""
+    from engine._secrets import scan_folder
+
+    findings = scan_folder(folder, [f.rel for f in files if f.path is not None])
+    if not findings:
+        return
+    lines = [f.describe() for f in findings]
+    shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+    noun = "secret" if len(lines) == 1 else "secrets"
+    raise SecretsFoundError(
+        f"refusing to push: {len(lines)} possible {noun} found: {shown} (remove them or leave them out with --exclude)",
+        findings=lines,
+    )
+
+
+def plan_commits(
+    adds: Sequence[LocalFile], deletes: Sequence[str]
+) -> list[tuple[list[LocalFile], list[str]]]:
+    """Split operations into commits of at most MAX_COMMIT_OPS operations and
+    MAX_COMMIT_INLINE_BYTES of inline content; deletions ride in the last commits so nothing is
+    removed before every upload has landed."""
+    batches: list[tuple[list[LocalFile], list[str]]] = []
+    cur: list[LocalFile] = []
+    inline = 0
+    for f in adds:
+        weight = 0 if f.lfs else f.size
+        if cur and (len(cur) >= MAX_COMMIT_OPS or inline + weight > MAX_COMMIT_INLINE_BYTES):
+            batches.append((cur, []))
+            cur, inline = [], 0
+        cur.append(f)
+        inline += weight
+    dels = list(deletes)
+    if cur or not batches:
+        room = MAX_COMMIT_OPS - len(cur)
+        batches.append((cur, dels[:room]))
+        dels = dels[room:]
+    while dels:
+        batches.append(([], dels[:MAX_COMMIT_OPS]))
+        dels = dels[MAX_COMMIT_OPS:]
+    return [b for b in batches if b[0] or b[1]]
+
+
+async def _remote_state(
+    engine: Engine, ref: RepoRef, opts: PushOptions, notices: list[str]
+) -> tuple[str | None, dict[str, RemoteFile], bool]:
+    """(head commit, files at head, repo created) — creating the repo or branch unless dry-run."""
+    api, client = engine.api, engine.client
+    created = False
+    try:
+        info = await api.repo_info(ref, opts.revision, blobs=False)
+    except NotFoundError as exc:
+        branch_missing = exc.code == "RevisionNotFound"
+        if opts.dry_run:
+            notices.append(
+                f"{'branch ' + opts.revision if branch_missing else ref.repo_id} does not exist yet"
+            )
+            return None, {}, False
+        if not branch_missing:
+            created = await create_repo(client, ref, private=opts.private)
+        if opts.revision != "main":
+            await create_branch(client, ref, opts.revision)
+        info = await api.repo_info(ref, opts.revision, blobs=False)
+    except AuthRequiredError:
+        if not opts.dry_run:
+            raise
+        notices.append(f"{ref.repo_id} is not visible without a token: every file is shown as new")
+        return None, {}, False
+    tree = await api.list_tree(ref, info.sha or opts.revision)
+    return info.sha or None, {f.path: f for f in tree}, created
+
+
+def _describe_message(opts: PushOptions, adds: int, deletes: int) -> str:
+    if opts.message:
+        return opts.message
+    if not adds:
+        return f"Delete {deletes} file{'s' if deletes != 1 else ''} with batuta"
+    tail = f" and delete {deletes}" if deletes else ""
+    return f"Upload {adds} file{'s' if adds != 1 else ''}{tail} with batuta"
+
+
+def _needs(f: LocalFile, r: RemoteFile | None) -> tuple[bool, bool]:
+    """(sha256, sha1) to compute for `f`: only what the comparison and an LFS upload need.
+
+    A size change already proves a change; a remote LFS file is compared by sha256 and a regular
+    one by git sha1; sha256 is also what an LFS upload is addressed by.
+    """
+    regular_same_size = r is not None and not r.is_lfs and r.size == f.size
+    return not regular_same_size, regular_same_size or f.size < LFS_GUESS_BYTES
+
+
+def _same(f: LocalFile, r: RemoteFile) -> bool:
+    if f.digest is None or f.size != r.size:
+        return False
+    return f.digest.sha256 == r.lfs_sha256 if r.is_lfs else f.digest.sha1 == r.blob_id
+
+
+async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
+    """Upload what changed in `folder` to `ref` at `options.revision`; see the module docstring.
+
+    Raises UsageError (bad input), SecretsFoundError (credentials found: nothing sent),
+    AuthRequiredError/ForbiddenError (no token / read-only token), ConflictError (the branch
+    moved during the push), and the HubError/TransportError family once retries are used up.
+    """
+    validate_revision(options.revision)
+    files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
+    await anyio.to_thread.run_sync(check_secrets, folder, files)
+    run = _Run(engine, ref, options, files)
+    try:
+        return await run.go(folder)
+    finally:
+        run.hasher.cache.close()
+
+
+class _Run:
+    """The state of one push between its steps."""
+
+    def __init__(self, engine: Engine, ref: RepoRef, opts: PushOptions, files: list[LocalFile]) -> None:
+        self.engine, self.ref, self.opts, self.files = engine, ref, opts, files
+        self.sink = engine.on_event
+        cfg = engine.config
+        self.hasher = Hasher(HashCache.under(cfg.hub_cache), workers=cfg.hash_workers, on_event=self.sink)
+        self.remote: dict[str, RemoteFile] = {}
+        self.deletes: list[str] = []
+        self.notices: list[str] = []
+        self.commits: list[CommitResult] = []
+        self.head: str | None = None
+        self.pr_url: str | None = None
+        self.created = self.card = False
+        self.uploaded = self.inline = self.reused = 0
+
+    async def go(self, folder: Path) -> PushResult:
+        opts, ref = self.opts, self.ref
+        if (
+            opts.card
+            and ref.repo_type == "model"
+            and not (folder / CARD).exists()
+            and match_globs(CARD, opts.include, opts.exclude)
+        ):
+            from engine._modelcard import generate_model_card
+
+            text = await anyio.to_thread.run_sync(
+                lambda: generate_model_card(folder, repo_id=ref.repo_id, license=opts.license)
+            )
+            data = text.encode()
+            self.files.append(
+                LocalFile(CARD, None, len(data), data=data, digest=digest_bytes(data), sample=data[:512])
+            )
+            self.files.sort(key=lambda f: f.rel)
+            self.card = True
+        self.head, self.remote, self.created = await _remote_state(self.engine, ref, opts, self.notices)
+        await self._hash()
+        changed = self._diff()
+        for f in changed:
+            if f.path is not None:
+                f.sample = await anyio.to_thread.run_sync(read_sample, f.path)
+        if opts.dry_run or not (changed or self.deletes):
+            for f in changed:
+                r = self.remote.get(f.rel)
+                f.lfs = (r is not None and r.is_lfs) or f.size >= LFS_GUESS_BYTES or b"\0" in f.sample
+            return self._result()
+        adds = await self._preupload(changed)
+        if adds or self.deletes:
+            await self._upload_and_commit(adds)
+        return self._result()
+
+    async def _hash(self) -> None:
+        jobs = [
+            HashJob(f.rel, f.path, f.key, *_needs(f, self.remote.get(f.rel)))
+            for f in self.files
+            if f.path is not None and f.key is not None
+        ]
+        known = await self.hasher.cached(jobs)
+        todo = [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
+        self.sink(PlanReady(len(todo), sum(j.key.size for j in todo), len(jobs) - len(todo), 0))
+        digests = await self.hasher.digest_all(jobs)
+        for f in self.files:
+            f.digest = f.digest or digests.get(f.rel)
+
+    def _diff(self) -> list[LocalFile]:
+        """Mark each local file add/update/unchanged, return the changed ones, list the deletions."""
+        changed: list[LocalFile] = []
+        for f in self.files:
+            r = self.remote.get(f.rel)
+            if r is not None and _same(f, r):
+                f.action, f.lfs = "unchanged", r.is_lfs
+            else:
+                f.action = "add" if r is None else "update"
+                changed.append(f)
+        if self.opts.delete:
+            local = {f.rel for f in self.files}
+            inc, exc = self.opts.include, self.opts.exclude
+            self.deletes = sorted(
+                p
+                for p in self.remote
+                if p not in local and p not in _NEVER_DELETE and match_globs(p, inc, exc)
+            )
+        return changed
+
+    async def _preupload(self, changed: list[LocalFile]) -> list[LocalFile]:
+        """Let the server pick regular or LFS per file; drop what it says to ignore."""
+        opts = self.opts
+        files = [(f.rel, f.size, f.sample) for f in changed]
+        answers = await preupload(
+            self.engine.client, self.ref, opts.revision, files, create_pr=opts.create_pr
+        )
+        adds: list[LocalFile] = []
+        for f in changed:
+            answer = answers.get(f.rel)
+            f.lfs = answer is not None and answer.mode == "lfs"
+            if answer is not None and answer.should_ignore:
+                f.action = "ignored"
+            else:
+                adds.append(f)
+        # Compared by git sha1 only (same size as a regular remote file), yet LFS now: needs sha256.
+        missing = [f for f in adds if f.lfs and f.digest is not None and f.digest.sha256 is None]
+        extra = await self.hasher.digest_all(
+            HashJob(f.rel, _path(f), f.key, True, False) for f in missing if f.key
+        )
+        for f in missing:
+            f.digest = extra[f.rel].merged(f.digest) if f.digest else extra[f.rel]
+        return adds
+
+    async def _upload_and_commit(self, adds: list[LocalFile]) -> None:
+        client, opts, cfg = self.engine.client, self.opts, self.engine.config
+        self.sink(
+            PlanReady(
+                len(adds) + len(self.deletes), sum(f.size for f in adds), len(self.files) - len(adds), 0
+            )
+        )
+        file_limiter = anyio.CapacityLimiter(max(1, cfg.files_in_flight))
+        part_limiter = anyio.CapacityLimiter(max(1, cfg.max_connections))
+        revision, create_pr = opts.revision, opts.create_pr
+        batches = plan_commits(adds, self.deletes)
+        message = _describe_message(opts, len(adds), len(self.deletes))
+
+        async def send(obj: LfsObject, f: LocalFile) -> None:
+            async with file_limiter:
+                self.uploaded += await upload_object(
+                    client, obj, _path(f), rel=f.rel, part_limiter=part_limiter, on_event=self.sink
+                )
+
+        for index, (batch, dels) in enumerate(batches, start=1):
+            by_oid = {f.digest.sha256: f for f in batch if f.lfs and f.digest and f.digest.sha256}
+            wanted = [(oid, f.size) for oid, f in by_oid.items()]
+            objects = await lfs_batch(client, self.ref, revision, wanted, create_pr=create_pr)
+            async with anyio.create_task_group() as tg:
+                for obj in objects:
+                    if obj.upload is None:
+                        self.reused += 1  # already stored: an earlier, interrupted push sent it
+                    else:
+                        tg.start_soon(send, obj, by_oid[obj.oid])
+            ops = [await self._operation(f) for f in batch]
+            summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
+            payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
+            result = await commit(client, self.ref, revision, payload, create_pr=create_pr)
+            for op in ops:
+                if not op.is_lfs:
+                    self.sink(BytesMoved(op.path, op.size))
+            self.commits.append(result)
+            self.head = result.oid
+            if create_pr and result.pr_url:
+                # Later parts of a split push go onto the PR's own ref, not into new PRs.
+                self.pr_url = result.pr_url
+                revision, create_pr = f"refs/pr/{result.pr_url.rstrip('/').rsplit('/', 1)[-1]}", False
+        if len(batches) > 1:
+            self.sink(Notice(f"pushed in {len(batches)} commits (at most {MAX_COMMIT_OPS} files each)"))
+
+    async def _operation(self, f: LocalFile) -> AddFile:
+        if f.lfs:
+            assert f.digest is not None and f.digest.sha256 is not None
+            return AddFile(f.rel, f.size, sha256=f.digest.sha256)
+        data = f.data if f.data is not None else await anyio.Path(_path(f)).read_bytes()
+        self.inline += len(data)
+        return AddFile(f.rel, len(data), data=data)
+
+    def _result(self) -> PushResult:
+        rows = [PushedFile(f.rel, f.size, f.lfs, f.action) for f in self.files]
+        rows += [PushedFile(p, self.remote[p].size, self.remote[p].is_lfs, "delete") for p in self.deletes]
+        rows.sort(key=lambda r: r.path)
+        return PushResult(
+            repo=self.ref,
+            revision=self.opts.revision,
+            dry_run=self.opts.dry_run,
+            files=tuple(rows),
+            commits=tuple(self.commits),
+            pr_url=self.pr_url,
+            head=self.head,
+            created_repo=self.created,
+            card_generated=self.card,
+            bytes_uploaded=self.uploaded,
+            bytes_inline=self.inline,
+            bytes_hashed=self.hasher.bytes_hashed,
+            lfs_reused=self.reused,
+            notices=tuple(self.notices),
+        )
+
+
+def _path(f: LocalFile) -> Path:
+    assert f.path is not None, "generated content has no path"
+    return f.path

@@ -1,0 +1,385 @@
+"""The write half of the Hub protocol (hub-protocol.md §8): preupload, LFS batch, object
+transfers (basic PUT and multipart), verify, and the NDJSON commit.
+
+Each function is one protocol step on top of HubClient, which owns retries, backoff,
+Retry-After and the rule that the token only goes to the endpoint's origin. Pre-signed upload
+URLs are always sent with `auth=False`: they authenticate themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+
+from engine._api import quote_rev
+from engine._errors import IntegrityError, ProtocolError
+from engine._events import BytesMoved, EventSink, FileFinished, FileStarted, discard
+from engine._hub import Ctx, HubClient
+from engine._models import RepoRef
+
+PREUPLOAD_BATCH = 256  # what the official client sends per call (§8.2)
+LFS_BATCH = 256  # git-lfs batch API limit used by the Hub (§8.4)
+SAMPLE_BYTES = 512
+LFS_JSON = "application/vnd.git-lfs+json"
+
+UploadMode = Literal["regular", "lfs"]
+
+
+@dataclass(frozen=True, slots=True)
+class Preupload:
+    """The server's verdict on one path: how to send it, whether to skip it, the oid it holds."""
+
+    mode: UploadMode
+    should_ignore: bool
+    remote_oid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LfsAction:
+    href: str
+    header: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LfsObject:
+    """One LFS batch answer: no `upload` action means the server already stores the object."""
+
+    oid: str
+    size: int
+    upload: LfsAction | None
+    verify: LfsAction | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    oid: str
+    url: str
+    pr_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AddFile:
+    """A commit operation adding or replacing `path`.
+
+    Regular files carry `data` inline; LFS files carry only their sha256 (already uploaded).
+    """
+
+    path: str
+    size: int
+    sha256: str | None = None
+    data: bytes | None = None
+
+    @property
+    def is_lfs(self) -> bool:
+        return self.data is None
+
+
+def read_sample(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(SAMPLE_BYTES)
+
+
+def _api(ref: RepoRef, tail: str) -> str:
+    return f"/api/{ref.api_collection}/{ref.repo_id}/{tail}"
+
+
+def _pr_params(create_pr: bool) -> dict[str, str] | None:
+    return {"create_pr": "1"} if create_pr else None
+
+
+async def create_repo(client: HubClient, ref: RepoRef, *, private: bool) -> bool:
+    """Create the repo; True if it was created, False if it already existed (409)."""
+    namespace, name = ref.repo_id.split("/")
+    body: dict[str, Any] = {
+        "name": name,
+        "organization": namespace,
+        "type": ref.repo_type,
+        "private": private,
+        "visibility": "private" if private else "public",
+    }
+    if ref.repo_type == "space":
+        body["sdk"] = "static"  # the Hub refuses a space without one; static needs no hardware
+    resp = await client.send(
+        "POST",
+        client.url("/api/repos/create"),
+        ctx=Ctx(ref.repo_id),
+        json=body,
+        ok=lambda s: s < 400 or s == 409,
+    )
+    return resp.status != 409
+
+
+async def create_branch(client: HubClient, ref: RepoRef, branch: str, *, start: str | None = None) -> None:
+    body = {"startingPoint": start} if start else {}
+    await client.send(
+        "POST",
+        client.url(_api(ref, f"branch/{quote_rev(branch)}")),
+        ctx=Ctx(ref.repo_id, branch),
+        json=body,
+        ok=lambda s: s < 400 or s == 409,
+    )
+
+
+async def preupload(
+    client: HubClient,
+    ref: RepoRef,
+    revision: str,
+    files: Sequence[tuple[str, int, bytes]],
+    *,
+    create_pr: bool = False,
+    git_ignore: str | None = None,
+) -> dict[str, Preupload]:
+    """Ask the server how to send `files` ((path, size, first 512 bytes)), PREUPLOAD_BATCH per call."""
+    url = client.url(_api(ref, f"preupload/{quote_rev(revision)}"))
+    out: dict[str, Preupload] = {}
+    for i in range(0, len(files), PREUPLOAD_BATCH):
+        batch = files[i : i + PREUPLOAD_BATCH]
+        body: dict[str, Any] = {
+            "files": [
+                {"path": p, "size": size, "sample": base64.b64encode(sample).decode()}
+                for p, size, sample in batch
+            ]
+        }
+        if git_ignore is not None:
+            body["gitIgnore"] = git_ignore
+        resp = await client.send(
+            "POST", url, ctx=Ctx(ref.repo_id, revision), params=_pr_params(create_pr), json=body
+        )
+        data = resp.json()
+        for item in data.get("files", []) if isinstance(data, dict) else []:
+            mode = item.get("uploadMode")
+            if mode not in ("regular", "lfs"):
+                raise ProtocolError(f"preupload answered an unknown upload mode {mode!r}", url=url)
+            oid = item.get("oid")
+            out[str(item["path"])] = Preupload(mode, bool(item.get("shouldIgnore")), oid if oid else None)
+    # Empty files are always regular: S3 cannot store an empty LFS object (§8.2).
+    for path, size, _ in files:
+        if size == 0 and path in out:
+            out[path] = Preupload("regular", out[path].should_ignore, out[path].remote_oid)
+    return out
+
+
+def _action(raw: Any) -> LfsAction | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("href"), str):
+        return None
+    header = raw.get("header") or {}
+    return LfsAction(raw["href"], {str(k): str(v) for k, v in header.items()})
+
+
+async def lfs_batch(
+    client: HubClient,
+    ref: RepoRef,
+    revision: str,
+    objects: Sequence[tuple[str, int]],
+    *,
+    create_pr: bool = False,
+) -> list[LfsObject]:
+    """Announce LFS objects ((sha256, size)); LFS_BATCH per call. Per-object errors raise."""
+    url = client.url(f"/{ref.url_prefix}{ref.repo_id}.git/info/lfs/objects/batch")
+    out: list[LfsObject] = []
+    for i in range(0, len(objects), LFS_BATCH):
+        body: dict[str, Any] = {
+            "operation": "upload",
+            "transfers": ["basic", "multipart"],
+            "objects": [{"oid": oid, "size": size} for oid, size in objects[i : i + LFS_BATCH]],
+            "hash_algo": "sha256",
+        }
+        if not create_pr:
+            body["ref"] = {"name": revision}
+        resp = await client.send(
+            "POST",
+            url,
+            ctx=Ctx(ref.repo_id, revision),
+            headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
+            body=json.dumps(body).encode(),
+        )
+        data = resp.json()
+        for obj in data.get("objects", []) if isinstance(data, dict) else []:
+            if isinstance(obj.get("error"), dict):
+                err = obj["error"]
+                raise ProtocolError(
+                    f"LFS batch refused object {obj.get('oid')}: {err.get('message')} ({err.get('code')})",
+                    url=url,
+                )
+            actions = obj.get("actions") or {}
+            out.append(
+                LfsObject(
+                    str(obj["oid"]),
+                    int(obj["size"]),
+                    _action(actions.get("upload")),
+                    _action(actions.get("verify")),
+                )
+            )
+    return out
+
+
+def _pread(path: Path, offset: int, length: int) -> bytes:
+    """Read `length` bytes at `offset` (blocking). A fresh read per attempt keeps memory bounded."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    if len(data) != length:
+        raise IntegrityError(
+            f"{path} shrank while being uploaded", path=str(path), expected=str(length), actual=str(len(data))
+        )
+    return data
+
+
+def part_urls(header: Mapping[str, str], size: int) -> tuple[int, list[str]]:
+    """Chunk size and the part URLs in part order, checked against `size` (§8.4 multipart)."""
+    chunk = int(header["chunk_size"])
+    keys = sorted((k for k in header if k.isdigit()), key=int)
+    if chunk <= 0 or len(keys) != math.ceil(size / chunk):
+        raise ProtocolError(f"multipart answer has {len(keys)} parts of {chunk} bytes for {size} bytes")
+    return chunk, [header[k] for k in keys]
+
+
+async def upload_object(
+    client: HubClient,
+    obj: LfsObject,
+    path: Path,
+    *,
+    rel: str,
+    part_limiter: anyio.CapacityLimiter,
+    on_event: EventSink = discard,
+) -> int:
+    """Send one LFS object the server asked for, then verify it; returns the bytes sent.
+
+    Multipart parts go out in parallel under `part_limiter`, each retried on its own by the
+    HTTP core; a whole-object PUT is used when the server offers no `chunk_size`.
+    """
+    assert obj.upload is not None
+    on_event(FileStarted(rel, obj.size))
+    header = obj.upload.header
+    if "chunk_size" in header:
+        sent = await _multipart(client, obj, path, rel=rel, limiter=part_limiter, on_event=on_event)
+    else:
+        async with part_limiter:
+            await client.send(
+                "PUT", obj.upload.href, body=_reader(path, 0, obj.size), auth=False, ok=lambda s: s < 300
+            )
+        on_event(BytesMoved(rel, obj.size))
+        sent = obj.size
+    if obj.verify is not None:
+        await client.send(
+            "POST",
+            obj.verify.href,
+            headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
+            body=json.dumps({"oid": obj.oid, "size": obj.size}).encode(),
+        )
+    on_event(FileFinished(rel))
+    return sent
+
+
+def _reader(path: Path, offset: int, length: int) -> Callable[[], bytes]:
+    return lambda: _pread(path, offset, length)
+
+
+async def _multipart(
+    client: HubClient,
+    obj: LfsObject,
+    path: Path,
+    *,
+    rel: str,
+    limiter: anyio.CapacityLimiter,
+    on_event: EventSink,
+) -> int:
+    assert obj.upload is not None
+    chunk, urls = part_urls(obj.upload.header, obj.size)
+    etags: dict[int, str] = {}
+
+    async def put_part(number: int, url: str) -> None:
+        offset = (number - 1) * chunk
+        length = min(chunk, obj.size - offset)
+        async with limiter:
+            resp = await client.send(
+                "PUT", url, body=_reader(path, offset, length), auth=False, ok=lambda s: s < 300
+            )
+        etag = resp.headers.get("etag")
+        if not etag:
+            raise ProtocolError(f"part {number} of {rel} was stored without an ETag", url=url.split("?")[0])
+        etags[number] = etag
+        on_event(BytesMoved(rel, length))
+
+    async with anyio.create_task_group() as tg:
+        for number, url in enumerate(urls, start=1):
+            tg.start_soon(put_part, number, url)
+    await client.send(
+        "POST",
+        obj.upload.href,
+        headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
+        body=json.dumps(
+            {"oid": obj.oid, "parts": [{"partNumber": n, "etag": etags[n]} for n in sorted(etags)]}
+        ).encode(),
+        auth=False,
+    )
+    return obj.size
+
+
+def commit_payload(
+    summary: str,
+    description: str,
+    adds: Iterable[AddFile],
+    deletes: Iterable[str],
+    *,
+    parent: str | None = None,
+) -> bytes:
+    """The NDJSON commit body (§8.5): header line first, then one line per operation."""
+    header: dict[str, Any] = {"summary": summary, "description": description}
+    if parent:
+        header["parentCommit"] = parent
+    lines = [{"key": "header", "value": header}]
+    for op in adds:
+        if op.data is not None:
+            value: dict[str, Any] = {
+                "content": base64.b64encode(op.data).decode(),
+                "path": op.path,
+                "encoding": "base64",
+            }
+            lines.append({"key": "file", "value": value})
+        else:
+            lines.append(
+                {
+                    "key": "lfsFile",
+                    "value": {"path": op.path, "algo": "sha256", "oid": op.sha256, "size": op.size},
+                }
+            )
+    lines.extend({"key": "deletedFile", "value": {"path": p}} for p in deletes)
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+async def commit(
+    client: HubClient,
+    ref: RepoRef,
+    revision: str,
+    payload: bytes,
+    *,
+    create_pr: bool = False,
+) -> CommitResult:
+    """POST one NDJSON commit: it lands whole or not at all."""
+    url = client.url(_api(ref, f"commit/{quote_rev(revision)}"))
+    resp = await client.send(
+        "POST",
+        url,
+        ctx=Ctx(ref.repo_id, revision),
+        params=_pr_params(create_pr),
+        headers={"Content-Type": "application/x-ndjson"},
+        body=payload,
+    )
+    data = resp.json()
+    if not isinstance(data, dict) or not isinstance(data.get("commitOid"), str):
+        raise ProtocolError("commit answer without a commitOid", url=url)
+    pr = data.get("pullRequestUrl")
+    return CommitResult(
+        data["commitOid"], str(data.get("commitUrl") or ""), pr if isinstance(pr, str) else None
+    )
