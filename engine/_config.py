@@ -66,7 +66,7 @@ class EngineConfig:
     max_connections: int = 32
     # Measured on loopback with 40 MB/s per connection (benchmarks/README.md): 8 MiB ranges keep
     # enough requests in flight to fill the pipe while staying large next to the per-request latency.
-    chunk_bytes: int = 8 * MiB
+    chunk_bytes: int = 16 * MiB
     files_in_flight: int = 8
     max_rate_bytes_s: float | None = None
     hash_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -363,7 +363,12 @@ class HubClient:
                         ctx,
                         has_token=bool(self.config.token) and self._is_hub(url),
                     )
-                yield Stream(resp, str(resp.url))
+                try:
+                    yield Stream(resp, str(resp.url))
+                except BaseException:
+                    # A body read halfway must not go back to the pool: drop the connection.
+                    resp.close()
+                    raise
                 return
             finally:
                 resp.release()
