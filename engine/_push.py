@@ -351,9 +351,10 @@ class _Run:
 
         async def send(obj: LfsObject, f: LocalFile) -> None:
             async with file_limiter:
-                self.uploaded += await upload_object(
+                sent = await upload_object(
                     client, obj, _path(f), rel=f.rel, part_limiter=part_limiter, on_event=self.sink
                 )
+            self.uploaded += sent
 
         for index, (batch, dels) in enumerate(batches, start=1):
             by_oid = {f.digest.sha256: f for f in batch if f.lfs and f.digest and f.digest.sha256}

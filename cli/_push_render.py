@@ -1,0 +1,183 @@
+"""Terminal output of `batuta hf push`: progress bars, the dry-run table, the summary, --json."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from cli.render import console, emit_json, human_bytes
+
+if TYPE_CHECKING:
+    from engine import Event, EventSink, SecretsFoundError
+    from engine._push import PushResult
+
+_VERB = {"add": "add", "update": "update", "delete": "delete", "unchanged": "skip", "ignored": "ignored"}
+
+
+class _PushProgress:
+    """Turns engine events into two bars: hashing, then upload.
+
+    The engine announces each phase with a PlanReady (hashing first, uploading second).
+    """
+
+    def __init__(self, progress: Progress | None, verbose: bool) -> None:
+        self._progress, self._verbose = progress, verbose
+        self._plans = 0
+        self._hash: TaskID | None = None
+        self._upload: TaskID | None = None
+        self._err = console(stderr=True)
+
+    def __call__(self, event: Event) -> None:
+        from engine import BytesMoved, FileHashed, Notice, PlanReady, RetryScheduled
+
+        match event:
+            case PlanReady(files=files, total_bytes=total):
+                self._plans += 1
+                if self._progress is None or not files:
+                    return
+                label = "hashing" if self._plans == 1 else "uploading"
+                task = self._progress.add_task(label, total=total or None)
+                if self._plans == 1:
+                    self._hash = task
+                else:
+                    self._upload = task
+            case FileHashed(n=n) if self._progress is not None and self._hash is not None:
+                self._progress.advance(self._hash, n)
+            case BytesMoved(n=n) if self._progress is not None and self._upload is not None:
+                self._progress.advance(self._upload, n)
+            case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self._verbose:
+                self._print(f"retry {attempt} of {url} in {delay:.1f} s ({reason})")
+            case Notice(message=message):
+                self._print(message)
+            case _:
+                pass
+
+    def _print(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            self._err.print(text, markup=False, highlight=False)
+
+
+@contextmanager
+def push_progress(*, enabled: bool, verbose: bool) -> Iterator[EventSink]:
+    """An event sink drawing progress on stderr when it is a terminal (never under --json)."""
+    err = console(stderr=True)
+    if not enabled or not err.is_terminal:
+        yield _PushProgress(None, verbose)
+        return
+    progress = Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        yield _PushProgress(progress, verbose)
+
+
+def _totals(result: PushResult) -> dict[str, int]:
+    counts = dict.fromkeys(_VERB, 0)
+    for f in result.files:
+        counts[f.action] += 1
+    return counts
+
+
+def push_document(result: PushResult) -> dict[str, Any]:
+    """The --json document of a push (also what a dry run reports)."""
+    return {
+        "repo": result.repo.repo_id,
+        "type": result.repo.repo_type,
+        "revision": result.revision,
+        "dry_run": result.dry_run,
+        "up_to_date": result.up_to_date,
+        "created_repo": result.created_repo,
+        "card_generated": result.card_generated,
+        "head": result.head,
+        "commits": [{"oid": c.oid, "url": c.url} for c in result.commits],
+        "pr_url": result.pr_url,
+        "counts": _totals(result),
+        "bytes_uploaded": result.bytes_uploaded,
+        "bytes_inline": result.bytes_inline,
+        "bytes_hashed": result.bytes_hashed,
+        "lfs_reused": result.lfs_reused,
+        "files": [{"path": f.path, "size": f.size, "lfs": f.lfs, "action": f.action} for f in result.files],
+        "notices": list(result.notices),
+    }
+
+
+def push_summary(result: PushResult, *, as_json: bool) -> None:
+    if as_json:
+        emit_json(push_document(result))
+        return
+    out = console()
+    for note in result.notices:
+        out.print(note, markup=False)
+    counts = _totals(result)
+    where = f"{result.repo.repo_id}@{result.revision}"
+    if result.dry_run:
+        _dry_run_table(result)
+        moving = sum(f.size for f in result.files if f.action in ("add", "update"))
+        out.print(
+            f"dry run: would upload {counts['add'] + counts['update']} files ({human_bytes(moving)}), "
+            f"delete {counts['delete']}, skip {counts['unchanged']} unchanged; nothing was sent",
+            markup=False,
+        )
+        return
+    if result.up_to_date:
+        ignored = f", {counts['ignored']} ignored by the repo's .gitignore" if counts["ignored"] else ""
+        out.print(
+            f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made",
+            markup=False,
+        )
+        return
+    if result.created_repo:
+        out.print(f"created {result.repo.repo_type} repo {result.repo.repo_id}", markup=False)
+    if result.card_generated and any(
+        f.path == "README.md" and f.action in ("add", "update") for f in result.files
+    ):
+        out.print("generated a model card (README.md)", markup=False)
+    reused = f", {result.lfs_reused} LFS objects already on the server" if result.lfs_reused else ""
+    out.print(
+        f"pushed {counts['add']} new and {counts['update']} changed files to {where}, "
+        f"deleted {counts['delete']}, {counts['unchanged']} unchanged "
+        f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})",
+        markup=False,
+    )
+    for c in result.commits:
+        out.print(f"commit {c.oid[:12]}  {c.url}", markup=False)
+    if result.pr_url:
+        out.print(f"pull request: {result.pr_url}", markup=False)
+
+
+def _dry_run_table(result: PushResult) -> None:
+    rows = [f for f in result.files if f.action != "unchanged"]
+    if not rows:
+        return
+    table = Table(box=None, pad_edge=False)
+    for col, justify in (("action", "left"), ("file", "left"), ("size", "right"), ("lfs", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for f in rows:
+        table.add_row(_VERB[f.action], f.path, human_bytes(f.size), "lfs" if f.lfs else "")
+    console().print(table)
+
+
+def secrets_found(exc: SecretsFoundError, *, as_json: bool) -> None:
+    """Every finding (already masked by the engine) on stderr, then the one-line error."""
+    if as_json:
+        emit_json({"error": "secrets_found", "findings": exc.findings})
+    err = console(stderr=True)
+    for line in exc.findings:
+        err.print(f"  {line}", markup=False, highlight=False)
+    n = len(exc.findings)
+    sys.stderr.write(
+        f"error: refusing to push: {n} possible secret{'s' if n != 1 else ''} found; "
+        "remove them or leave them out with --exclude\n"
+    )

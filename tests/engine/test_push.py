@@ -1,0 +1,442 @@
+"""push against a LocalHub over real sockets: round trips, differential runs, LFS, faults, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine import (
+    AuthRequiredError,
+    Engine,
+    EngineConfig,
+    Event,
+    FileHashed,
+    ForbiddenError,
+    HubServerError,
+    RepoRef,
+    RetryPolicy,
+    RetryScheduled,
+    SecretsFoundError,
+    UsageError,
+    load_config,
+)
+from engine import _push as push_mod
+from engine._push import PushOptions, PushResult
+from engine.testing.hub import LocalHub
+
+KiB, MiB = 1024, 1024 * 1024
+FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
+WRITER, READER = "hf_writer_token_for_push_tests_00000", "hf_reader_token_for_push_tests_00000"
+REPO = "acme/pushed"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    # Small thresholds so that a 1 MiB file is LFS and a 600 KiB+ one goes multipart in 256 KiB parts.
+    with LocalHub.in_thread(
+        lfs_size_threshold_bytes=256 * KiB,
+        multipart_threshold_bytes=600 * KiB,
+        multipart_chunk_bytes=256 * KiB,
+    ) as h:
+        h.add_token(WRITER, user="acme", role="write")
+        h.add_token(READER, user="acme", role="read")
+        yield h
+
+
+def cfg(hub: LocalHub, token: str | None = WRITER, **kw: Any) -> EngineConfig:
+    return load_config(os.environ, endpoint=hub.url, token=token, retry=FAST, **kw)
+
+
+async def do_push(
+    config: EngineConfig,
+    folder: Path,
+    repo: str = REPO,
+    *,
+    repo_type: str = "model",
+    events: list[Event] | None = None,
+    **opts: Any,
+) -> PushResult:
+    sink = events.append if events is not None else (lambda e: None)
+    async with Engine(config, on_event=sink) as engine:
+        return await engine.push(RepoRef.parse(repo_type, repo), folder, PushOptions(**opts))
+
+
+def age(folder: Path, seconds: float = 60.0) -> None:
+    """Backdate every file, so the hash cache may trust it (fresh files are re-hashed on purpose)."""
+    past = time.time() - seconds
+    for p in folder.rglob("*"):
+        if p.is_file():
+            os.utime(p, (past, past))
+
+
+def model_folder(root: Path) -> Path:
+    folder = root / "model"
+    files: dict[str, bytes] = {
+        "config.json": json.dumps({"architectures": ["BertForMaskedLM"], "model_type": "bert"}).encode(),
+        "tokenizer.json": json.dumps({"added_tokens": [{"content": "[PAD]"}], "pad_token": "[PAD]"}).encode(),
+        "special_tokens_map.json": b'{"pad_token": "[PAD]", "unk_token": "[UNK]"}',
+        "empty.txt": b"",
+        "model.safetensors": os.urandom(300 * KiB + 7),  # binary sample: LFS, basic PUT
+        "weights/big.safetensors": os.urandom(MiB + 123),  # LFS, multipart (5 parts)
+        "notes/readme.txt": b"plain text\n" * 50,
+    }
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    age(folder)
+    return folder
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            out[p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+def official_snapshot(hub: LocalHub, repo: str, dest: Path, revision: str = "main") -> dict[str, bytes]:
+    """Download with huggingface_hub in a fresh process (its settings are read at import time)."""
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_CACHE": str(dest / "cache"),
+        "HF_TOKEN": READER,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
+    code = (
+        "import sys\nfrom huggingface_hub import snapshot_download\n"
+        "print(snapshot_download(sys.argv[1], revision=sys.argv[2], local_dir=sys.argv[3]))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, repo, revision, str(dest / "out")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    got = tree_bytes(dest / "out")
+    return {k: v for k, v in got.items() if not k.startswith(".cache/")}
+
+
+# ---- round trips ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_push_round_trips_through_the_official_client_and_batuta_pull(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path)
+    local = tree_bytes(folder)
+    result = await do_push(cfg(hub), folder)
+    assert result.created_repo and len(result.commits) == 1 and result.card_generated
+    assert {f.path for f in result.by_action("add")} == set(local) | {"README.md"}
+    lfs = {f.path for f in result.files if f.lfs}
+    assert lfs == {"model.safetensors", "weights/big.safetensors"}
+    assert result.bytes_uploaded == len(local["model.safetensors"]) + len(local["weights/big.safetensors"])
+    assert not (folder / "README.md").exists()  # the local folder stays untouched
+
+    remote = official_snapshot(hub, REPO, tmp_path / "official")
+    readme = remote.pop("README.md")
+    remote.pop(".gitattributes", None)
+    assert remote == local
+    assert b"Built with the PAIML stack (batuta)" in readme
+
+    from engine._pull import PullOptions
+
+    async with Engine(cfg(hub)) as engine:
+        await engine.pull(RepoRef.parse("model", REPO), PullOptions(output=tmp_path / "pulled"))
+    pulled = tree_bytes(tmp_path / "pulled")
+    assert {k: v for k, v in pulled.items() if k in local} == local
+    assert hub.stats().blob_requests_with_auth == 0  # the token never reached the blob host
+
+
+@pytest.mark.anyio
+async def test_multipart_upload_sends_parts_in_parallel_and_verifies(hub: LocalHub, tmp_path: Path) -> None:
+    folder = tmp_path / "mp"
+    folder.mkdir()
+    blob = os.urandom(5 * 256 * KiB + 1)  # 6 parts, the last one a single byte
+    (folder / "shard.bin").write_bytes(blob)
+    await do_push(cfg(hub), folder, card=False)
+    stats = hub.stats()
+    assert stats.count("upload", "PUT") == 6 and stats.count("upload", "POST") == 1
+    assert stats.count("lfs-verify") == 1
+    assert (hub.repo_dir(REPO) / "shard.bin").read_bytes() == blob
+
+
+# ---- differential --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_unchanged_repush_makes_no_commit_and_hashes_nothing(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    first = await do_push(cfg(hub), folder)
+    head = hub.head(REPO)
+    assert first.bytes_hashed > 0
+    hub.reset()
+    events: list[Event] = []
+    again = await do_push(cfg(hub), folder, events=events)
+    assert again.up_to_date and again.commits == () and again.head == head == hub.head(REPO)
+    assert again.bytes_hashed == 0 and all(e.n == 0 for e in events if isinstance(e, FileHashed))
+    assert hub.stats().writes == 0
+
+
+@pytest.mark.anyio
+async def test_one_changed_and_one_added_file_are_the_only_ones_sent(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder)
+    (folder / "notes" / "readme.txt").write_text("edited\n")
+    (folder / "added.txt").write_text("new\n")
+    hub.reset()
+    result = await do_push(cfg(hub), folder, message="edit notes")
+    assert {f.path: f.action for f in result.files if f.action != "unchanged"} == {
+        "added.txt": "add",
+        "notes/readme.txt": "update",
+    }
+    assert len(result.commits) == 1 and hub.stats().upload_bytes_received == 0
+    repo = hub.repo_dir(REPO)
+    assert (repo / "notes" / "readme.txt").read_text() == "edited\n"
+    assert (repo / "added.txt").read_text() == "new\n"
+
+
+@pytest.mark.anyio
+async def test_a_changed_lfs_file_is_re_uploaded(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder)
+    new = os.urandom(300 * KiB + 7)  # same size: only the sha256 can tell
+    (folder / "model.safetensors").write_bytes(new)
+    hub.reset()
+    result = await do_push(cfg(hub), folder)
+    assert [f.path for f in result.files if f.action == "update"] == ["model.safetensors"]
+    assert result.bytes_uploaded == len(new)
+    assert (hub.repo_dir(REPO) / "model.safetensors").read_bytes() == new
+
+
+@pytest.mark.anyio
+async def test_deleted_file_is_kept_by_default_and_removed_with_delete(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder)
+    (folder / "notes" / "readme.txt").unlink()
+    kept = await do_push(cfg(hub), folder)
+    assert kept.up_to_date and (hub.repo_dir(REPO) / "notes" / "readme.txt").exists()
+    gone = await do_push(cfg(hub), folder, delete=True)
+    assert [f.path for f in gone.by_action("delete")] == ["notes/readme.txt"]
+    assert len(gone.commits) == 1 and gone.commits[0].oid.startswith(gone.commits[0].oid[:6])
+    assert not (hub.repo_dir(REPO) / "notes" / "readme.txt").exists()
+    assert (hub.repo_dir(REPO) / ".gitattributes").exists()  # never deleted
+
+
+@pytest.mark.anyio
+async def test_large_folders_are_split_into_commits_and_resume(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(push_mod, "MAX_COMMIT_OPS", 4)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    age(folder)
+    result = await do_push(cfg(hub), folder, card=False)
+    assert len(result.commits) == 3 and hub.head(REPO) == result.head
+    assert (await do_push(cfg(hub), folder, card=False)).up_to_date
+
+
+# ---- model card ----------------------------------------------------------------------------------
+
+
+def front_matter(text: str) -> dict[str, Any]:
+    assert text.startswith("---\n")
+    data = yaml.safe_load(text.split("---\n", 2)[1])
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.anyio
+async def test_model_card_is_generated_with_license_tags_and_metrics(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    (folder / "eval_results.json").write_text('{"eval_accuracy": 0.875}')
+    await do_push(cfg(hub), folder, license="apache-2.0")
+    card = (hub.repo_dir(REPO) / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["license"] == "apache-2.0"
+    assert "safetensors" in meta["tags"]
+    assert "eval_accuracy" in card and "0.875" in card
+    assert "Built with the PAIML stack (batuta)" in card
+
+
+@pytest.mark.anyio
+async def test_no_card_and_existing_readme_and_datasets_get_no_generated_card(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path)
+    result = await do_push(cfg(hub), folder, card=False)
+    assert not result.card_generated and not (hub.repo_dir(REPO) / "README.md").exists()
+    (folder / "README.md").write_text("# mine\n")
+    result = await do_push(cfg(hub), folder)
+    assert not result.card_generated and (hub.repo_dir(REPO) / "README.md").read_text() == "# mine\n"
+    ds = await do_push(cfg(hub), folder, "acme/ds", repo_type="dataset")
+    assert not ds.card_generated
+
+
+# ---- safety --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_secrets_stop_the_push_before_any_request(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    secret = "hf_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z"
+    (folder / "train.py").write_text(f"import os\nTOKEN = '{secret}'\n")
+    (folder / ".env").write_text("PASSWORD=hunter2-but-longer\n")
+    with pytest.raises(SecretsFoundError) as info:
+        await do_push(cfg(hub), folder)
+    assert hub.stats().total == 0  # not even the repo was created
+    assert any(line.startswith("train.py:2:") for line in info.value.findings)
+    assert any(line.startswith(".env") for line in info.value.findings)
+    assert secret not in str(info.value) and all(secret not in line for line in info.value.findings)
+    result = await do_push(cfg(hub), folder, exclude=("train.py", ".env"))
+    assert {"train.py", ".env"}.isdisjoint(f.path for f in result.files)
+
+
+@pytest.mark.anyio
+async def test_vcs_and_hf_cache_folders_are_never_pushed(hub: LocalHub, tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    (folder / ".git").mkdir(parents=True)
+    (folder / ".git" / "config").write_text("[core]\n")
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / ".cache" / "huggingface" / "x.metadata").write_text("1\n")
+    (folder / "a.txt").write_text("a")
+    result = await do_push(cfg(hub), folder, card=False)
+    assert [f.path for f in result.files] == ["a.txt"]
+
+
+# ---- auth and faults -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_write_without_token_is_401_and_read_only_token_is_403(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    with pytest.raises(AuthRequiredError):
+        await do_push(cfg(hub, token=None), folder)
+    with pytest.raises(ForbiddenError):
+        await do_push(cfg(hub, token=READER), folder)
+    assert hub.head(REPO) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [429, 503])
+async def test_upload_rides_out_429_and_503(hub: LocalHub, tmp_path: Path, status: int) -> None:
+    folder = model_folder(tmp_path)
+    hub.fail(status=status, times=2, path_contains="/upload/")
+    hub.fail(status=status, times=1, path_contains="/commit/")
+    events: list[Event] = []
+    await do_push(cfg(hub), folder, events=events)
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert len(retries) == 3 and {e.reason for e in retries} == {str(status)}
+    assert (hub.repo_dir(REPO) / "weights" / "big.safetensors").read_bytes() == (
+        folder / "weights" / "big.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.anyio
+async def test_interrupted_push_resumes_without_resending_lfs_bytes(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    hub.fail(status=500, times=100, path_contains="commit")
+    with pytest.raises(HubServerError):
+        await do_push(cfg(hub), folder)
+    assert hub.stats().upload_bytes_received > 0
+    head = hub.head(REPO)
+    assert head is not None and not (hub.repo_dir(REPO) / "config.json").exists()  # no partial commit
+    hub.reset()
+    result = await do_push(cfg(hub), folder)
+    assert hub.stats().upload_bytes_received == 0 and hub.stats().count("upload") == 0
+    assert result.lfs_reused == 2 and result.bytes_uploaded == 0 and len(result.commits) == 1
+    assert (
+        tree_bytes(hub.repo_dir(REPO))["weights/big.safetensors"]
+        == (folder / "weights" / "big.safetensors").read_bytes()
+    )
+
+
+# ---- options ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_dry_run_reads_but_never_writes(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    plan = await do_push(cfg(hub), folder, dry_run=True)
+    assert plan.dry_run and hub.head(REPO) is None and hub.stats().writes == 0
+    assert {f.path for f in plan.by_action("add")} >= {"config.json", "README.md", "weights/big.safetensors"}
+    assert {f.path for f in plan.files if f.lfs} == {"model.safetensors", "weights/big.safetensors"}
+    await do_push(cfg(hub), folder)
+    (folder / "notes" / "readme.txt").write_text("changed")
+    (folder / "empty.txt").unlink()
+    hub.reset()
+    plan = await do_push(cfg(hub), folder, dry_run=True, delete=True)
+    assert {f.path: f.action for f in plan.files if f.action != "unchanged"} == {
+        "notes/readme.txt": "update",
+        "empty.txt": "delete",
+    }
+    assert hub.stats().writes == 0
+
+
+@pytest.mark.anyio
+async def test_include_exclude_revision_and_create_pr(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    only = await do_push(cfg(hub), folder, include=("*.json",), card=False)
+    assert {f.path for f in only.files} == {"config.json", "tokenizer.json", "special_tokens_map.json"}
+    dev = await do_push(cfg(hub), folder, revision="dev", exclude=("weights/",), card=False)
+    assert hub.head(REPO, revision="dev") == dev.head and "weights/big.safetensors" not in {
+        f.path for f in dev.files
+    }
+    (folder / "config.json").write_text('{"pr": true}')
+    pr = await do_push(cfg(hub), folder, create_pr=True, include=("config.json",), card=False)
+    assert pr.pr_url is not None and "/discussions/" in pr.pr_url
+    assert (hub.repo_dir(REPO) / "config.json").read_text() != '{"pr": true}'  # main untouched
+
+
+@pytest.mark.anyio
+async def test_bad_input_is_refused_before_any_request(hub: LocalHub, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ok.txt").write_text("ok")
+    (broken / "dangling.bin").symlink_to(tmp_path / "nowhere")
+    cases = {
+        tmp_path / "missing": "does not exist",
+        tmp_path / "file.txt": "is not a folder",
+        tmp_path / "empty": "nothing to push",
+        broken: "cannot read 'dangling.bin'",
+    }
+    for folder, message in cases.items():
+        with pytest.raises(UsageError, match=message):
+            await do_push(cfg(hub), folder)
+    with pytest.raises(UsageError, match="invalid repo id"):
+        await do_push(cfg(hub), broken, "not a repo id")
+    assert hub.stats().total == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+async def test_unreadable_file_is_refused(hub: LocalHub, tmp_path: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "secret.bin").write_bytes(b"x")
+    (folder / "secret.bin").chmod(0)
+    with pytest.raises(UsageError, match="cannot read 'secret.bin'"):
+        await do_push(cfg(hub), folder)
