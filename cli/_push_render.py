@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -119,7 +118,7 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
         return
     out = console()
     for note in result.notices:
-        out.print(note, markup=False)
+        out.print(note, markup=False, soft_wrap=True)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
     if result.dry_run:
@@ -129,6 +128,7 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
             f"dry run: would upload {counts['add'] + counts['update']} files ({human_bytes(moving)}), "
             f"delete {counts['delete']}, skip {counts['unchanged']} unchanged; nothing was sent",
             markup=False,
+            soft_wrap=True,
         )
         return
     if result.up_to_date:
@@ -136,25 +136,27 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
         out.print(
             f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made",
             markup=False,
+            soft_wrap=True,
         )
         return
     if result.created_repo:
-        out.print(f"created {result.repo.repo_type} repo {result.repo.repo_id}", markup=False)
+        out.print(f"created {result.repo.repo_type} repo {result.repo.repo_id}", markup=False, soft_wrap=True)
     if result.card_generated and any(
         f.path == "README.md" and f.action in ("add", "update") for f in result.files
     ):
-        out.print("generated a model card (README.md)", markup=False)
+        out.print("generated a model card (README.md)", markup=False, soft_wrap=True)
     reused = f", {result.lfs_reused} LFS objects already on the server" if result.lfs_reused else ""
     out.print(
         f"pushed {counts['add']} new and {counts['update']} changed files to {where}, "
         f"deleted {counts['delete']}, {counts['unchanged']} unchanged "
         f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})",
         markup=False,
+        soft_wrap=True,
     )
     for c in result.commits:
-        out.print(f"commit {c.oid[:12]}  {c.url}", markup=False)
+        out.print(f"commit {c.oid[:12]}  {c.url}", markup=False, soft_wrap=True)
     if result.pr_url:
-        out.print(f"pull request: {result.pr_url}", markup=False)
+        out.print(f"pull request: {result.pr_url}", markup=False, soft_wrap=True)
 
 
 def _dry_run_table(result: PushResult) -> None:
@@ -170,14 +172,9 @@ def _dry_run_table(result: PushResult) -> None:
 
 
 def secrets_found(exc: SecretsFoundError, *, as_json: bool) -> None:
-    """Every finding (already masked by the engine) on stderr, then the one-line error."""
+    """Every finding (already masked by the engine) on stderr; the caller prints the error line."""
     if as_json:
         emit_json({"error": "secrets_found", "findings": exc.findings})
     err = console(stderr=True)
     for line in exc.findings:
-        err.print(f"  {line}", markup=False, highlight=False)
-    n = len(exc.findings)
-    sys.stderr.write(
-        f"error: refusing to push: {n} possible secret{'s' if n != 1 else ''} found; "
-        "remove them or leave them out with --exclude\n"
-    )
+        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)

@@ -53,7 +53,7 @@ def push(
     """Upload a folder: secret scan first, then only new or changed files (LFS for large ones)."""
     from cli import _push_render as view
     from cli.errors import ExitCode
-    from cli.runner import guard, load, run_engine
+    from cli.runner import fail, guard, load, run_engine
     from engine import RepoRef, SecretsFoundError
     from engine._push import PushOptions
 
@@ -76,7 +76,12 @@ def push(
         outcome = run_engine(config, lambda engine: _call(engine, ref, path, options), on_event)
     if isinstance(outcome, SecretsFoundError):
         view.secrets_found(outcome, as_json=as_json)
-        raise typer.Exit(int(ExitCode.SECRETS_FOUND))
+        n = len(outcome.findings)
+        fail(
+            f"refusing to push: {n} possible secret{'s' if n != 1 else ''} found; "
+            "remove them or leave them out with --exclude",
+            ExitCode.SECRETS_FOUND,
+        )
     view.push_summary(outcome, as_json=as_json)
 
 

@@ -57,8 +57,14 @@ if TYPE_CHECKING:
 # stays a short request and an interrupted large push loses little.
 MAX_COMMIT_OPS = 1000
 MAX_COMMIT_INLINE_BYTES = 64 * 1024 * 1024
-# The Hub's own rule of thumb (§8.2) for dry-run guesses; the real decision is preupload's.
+# The Hub's own rules (§8.2) for dry-run guesses; the real decision is preupload's: the size,
+# a NUL byte in the sample, or a pattern of the `.gitattributes` every new Hub repo starts with.
 LFS_GUESS_BYTES = 10 * 1024 * 1024
+LFS_SUFFIXES = (
+    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gguf", ".gz", ".h5", ".joblib", ".mlmodel",
+    ".model", ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt",
+    ".pth", ".rar", ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
+)  # fmt: skip
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
 
@@ -204,6 +210,13 @@ def _needs(f: LocalFile, r: RemoteFile | None) -> tuple[bool, bool]:
     return not regular_same_size, regular_same_size or f.size < LFS_GUESS_BYTES
 
 
+def _guess_lfs(f: LocalFile, r: RemoteFile | None) -> bool:
+    if r is not None and r.is_lfs:
+        return True
+    big_or_binary = f.size >= LFS_GUESS_BYTES or b"\0" in f.sample
+    return f.size > 0 and (big_or_binary or f.rel.lower().endswith(LFS_SUFFIXES))
+
+
 def _same(f: LocalFile, r: RemoteFile) -> bool:
     if f.digest is None or f.size != r.size:
         return False
@@ -272,7 +285,7 @@ class _Run:
         if opts.dry_run or not (changed or self.deletes):
             for f in changed:
                 r = self.remote.get(f.rel)
-                f.lfs = (r is not None and r.is_lfs) or f.size >= LFS_GUESS_BYTES or b"\0" in f.sample
+                f.lfs = _guess_lfs(f, r)
             return self._result()
         adds = await self._preupload(changed)
         if adds or self.deletes:
