@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
-from rich.table import Table
-
-from cli.render import console, emit_json, human_bytes
-
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from engine import Event, EventSink, SecretsFoundError
     from engine._push import PushResult
+
+# rich (and cli.render, which imports it) load only when a table or a live bar is drawn: a
+# re-push that finds nothing to do should not pay for them at start-up.
 
 _VERB = {"add": "add", "update": "update", "delete": "delete", "unchanged": "skip", "ignored": "ignored"}
 
@@ -29,7 +31,6 @@ class _PushProgress:
         self._plans = 0
         self._hash: TaskID | None = None
         self._upload: TaskID | None = None
-        self._err = console(stderr=True)
 
     def __call__(self, event: Event) -> None:
         from engine import BytesMoved, FileHashed, Notice, PlanReady, RetryScheduled
@@ -60,16 +61,36 @@ class _PushProgress:
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
-            self._err.print(text, markup=False, highlight=False)
+            _line(text, err=True)
+
+
+def _line(text: str, *, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _emit_json(doc: object) -> None:
+    _line(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def human_bytes(n: float) -> str:
+    from cli.render import human_bytes as fmt
+
+    return fmt(n) if n >= 1024 else f"{n:.0f} B"
 
 
 @contextmanager
 def push_progress(*, enabled: bool, verbose: bool) -> Iterator[EventSink]:
     """An event sink drawing progress on stderr when it is a terminal (never under --json)."""
-    err = console(stderr=True)
-    if not enabled or not err.is_terminal:
+    if not enabled or not sys.stderr.isatty():
         yield _PushProgress(None, verbose)
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from cli.render import console
+
+    err = console(stderr=True)
     progress = Progress(
         TextColumn("{task.description:>10}"),
         BarColumn(),
@@ -114,55 +135,50 @@ def push_document(result: PushResult) -> dict[str, Any]:
 
 def push_summary(result: PushResult, *, as_json: bool) -> None:
     if as_json:
-        emit_json(push_document(result))
+        _emit_json(push_document(result))
         return
-    out = console()
     for note in result.notices:
-        out.print(note, markup=False, soft_wrap=True)
+        _line(note)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
     if result.dry_run:
         _dry_run_table(result)
         moving = sum(f.size for f in result.files if f.action in ("add", "update"))
-        out.print(
+        _line(
             f"dry run: would upload {counts['add'] + counts['update']} files ({human_bytes(moving)}), "
-            f"delete {counts['delete']}, skip {counts['unchanged']} unchanged; nothing was sent",
-            markup=False,
-            soft_wrap=True,
+            f"delete {counts['delete']}, skip {counts['unchanged']} unchanged; nothing was sent"
         )
         return
     if result.up_to_date:
         ignored = f", {counts['ignored']} ignored by the repo's .gitignore" if counts["ignored"] else ""
-        out.print(
-            f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made",
-            markup=False,
-            soft_wrap=True,
-        )
+        _line(f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made")
         return
     if result.created_repo:
-        out.print(f"created {result.repo.repo_type} repo {result.repo.repo_id}", markup=False, soft_wrap=True)
+        _line(f"created {result.repo.repo_type} repo {result.repo.repo_id}")
     if result.card_generated and any(
         f.path == "README.md" and f.action in ("add", "update") for f in result.files
     ):
-        out.print("generated a model card (README.md)", markup=False, soft_wrap=True)
+        _line("generated a model card (README.md)")
     reused = f", {result.lfs_reused} LFS objects already on the server" if result.lfs_reused else ""
-    out.print(
+    _line(
         f"pushed {counts['add']} new and {counts['update']} changed files to {where}, "
         f"deleted {counts['delete']}, {counts['unchanged']} unchanged "
-        f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})",
-        markup=False,
-        soft_wrap=True,
+        f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})"
     )
     for c in result.commits:
-        out.print(f"commit {c.oid[:12]}  {c.url}", markup=False, soft_wrap=True)
+        _line(f"commit {c.oid[:12]}  {c.url}")
     if result.pr_url:
-        out.print(f"pull request: {result.pr_url}", markup=False, soft_wrap=True)
+        _line(f"pull request: {result.pr_url}")
 
 
 def _dry_run_table(result: PushResult) -> None:
     rows = [f for f in result.files if f.action != "unchanged"]
     if not rows:
         return
+    from rich.table import Table
+
+    from cli.render import console
+
     table = Table(box=None, pad_edge=False)
     for col, justify in (("action", "left"), ("file", "left"), ("size", "right"), ("lfs", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -174,7 +190,6 @@ def _dry_run_table(result: PushResult) -> None:
 def secrets_found(exc: SecretsFoundError, *, as_json: bool) -> None:
     """Every finding (already masked by the engine) on stderr; the caller prints the error line."""
     if as_json:
-        emit_json({"error": "secrets_found", "findings": exc.findings})
-    err = console(stderr=True)
+        _emit_json({"error": "secrets_found", "findings": exc.findings})
     for line in exc.findings:
-        err.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        _line(f"  {line}", err=True)

@@ -41,7 +41,11 @@ CACHE_FILE = Path(".batuta") / "hashes.sqlite"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS digests ("
     " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,"
-    " sha256 TEXT, sha1 TEXT)"
+    " sha256 TEXT, sha1 TEXT)",
+    # File versions the secret scanner found clean, and which scanner (rules) said so.
+    "CREATE TABLE IF NOT EXISTS clean_scans ("
+    " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,"
+    " scanner TEXT NOT NULL)",
 )
 _LOOKUP_CHUNK = 500  # stays below SQLite's host-parameter limit
 Action = Literal["add", "update", "delete", "unchanged", "ignored"]
@@ -139,7 +143,8 @@ class HashCache:
             # check_same_thread=False: calls hop between worker threads, never concurrently.
             self._db = sqlite3.connect(db_path, timeout=5.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
+            for statement in _SCHEMA:
+                self._db.execute(statement)
             self._db.commit()
         except (sqlite3.Error, OSError):
             self.close()
@@ -205,6 +210,45 @@ class HashCache:
             self.close()
             return 0
         return len(rows)
+
+    def clean_scans(self, keys: Sequence[FileKey], scanner: str) -> set[FileKey]:
+        """Those `keys` that `scanner` already found free of secrets (same size, mtime and inode)."""
+        if self._db is None or not keys:
+            return set()
+        by_path = {k.path: k for k in keys}
+        paths = list(by_path)
+        out: set[FileKey] = set()
+        try:
+            for i in range(0, len(paths), _LOOKUP_CHUNK):
+                part = paths[i : i + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT path, size, mtime_ns, ino FROM clean_scans WHERE scanner = ? AND path IN ({marks})",
+                    [scanner, *part],
+                )
+                for path, size, mtime_ns, ino in rows:
+                    key = by_path[path]
+                    if (size, mtime_ns, ino) == (key.size, key.mtime_ns, key.ino):
+                        out.add(key)
+        except sqlite3.Error:
+            self.close()
+            return set()
+        return out
+
+    def mark_clean(self, keys: Iterable[FileKey], scanner: str, *, now_s: float | None = None) -> None:
+        if self._db is None:
+            return
+        now_ns = int((time.time() if now_s is None else now_s) * 1e9)
+        rows = [
+            (k.path, k.size, k.mtime_ns, k.ino, scanner)
+            for k in keys
+            if now_ns - k.mtime_ns >= int(RACY_WINDOW_S * 1e9)
+        ]
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO clean_scans VALUES (?, ?, ?, ?, ?)", rows)
+        except sqlite3.Error:
+            self.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+import xxhash
 
 from engine._api import validate_revision
 from engine._errors import AuthRequiredError, NotFoundError, SecretsFoundError
@@ -119,12 +120,28 @@ class PushResult:
         return not any(f.action in ("add", "update", "delete") for f in self.files)
 
 
-def check_secrets(folder: Path, files: Sequence[LocalFile]) -> None:
-    """Raise SecretsFoundError listing `path:line` with masked excerpts when the scan finds any."""
+def scanner_id() -> str:
+    """A fingerprint of the secret scanner's rules: a cached "clean" verdict holds only for them."""
+    import engine._secrets as secrets
+
+    return xxhash.xxh3_64_hexdigest(Path(secrets.__file__).read_bytes())
+
+
+def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | None = None) -> None:
+    """Raise SecretsFoundError listing `path:line` with masked excerpts when the scan finds any.
+
+    Files that the same scanner found clean before, unchanged since, are not read again.
+    """
     from engine._secrets import scan_folder
 
-    findings = scan_folder(folder, [f.rel for f in files if f.path is not None])
+    scanner = scanner_id()
+    local = [f for f in files if f.path is not None and f.key is not None]
+    known = cache.clean_scans([f.key for f in local if f.key], scanner) if cache else set()
+    todo = [f for f in local if f.key not in known]
+    findings = scan_folder(folder, [f.rel for f in todo])
     if not findings:
+        if cache is not None:
+            cache.mark_clean((f.key for f in todo if f.key), scanner)
         return
     lines = [f.describe() for f in findings]
     shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
@@ -232,22 +249,24 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     """
     validate_revision(options.revision)
     files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
-    await anyio.to_thread.run_sync(check_secrets, folder, files)
-    run = _Run(engine, ref, options, files)
+    cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hub_cache)
     try:
-        return await run.go(folder)
+        await anyio.to_thread.run_sync(check_secrets, folder, files, cache)
+        return await _Run(engine, ref, options, files, cache).go(folder)
     finally:
-        run.hasher.cache.close()
+        cache.close()
 
 
 class _Run:
     """The state of one push between its steps."""
 
-    def __init__(self, engine: Engine, ref: RepoRef, opts: PushOptions, files: list[LocalFile]) -> None:
+    def __init__(
+        self, engine: Engine, ref: RepoRef, opts: PushOptions, files: list[LocalFile], cache: HashCache
+    ) -> None:
         self.engine, self.ref, self.opts, self.files = engine, ref, opts, files
         self.sink = engine.on_event
         cfg = engine.config
-        self.hasher = Hasher(HashCache.under(cfg.hub_cache), workers=cfg.hash_workers, on_event=self.sink)
+        self.hasher = Hasher(cache, workers=cfg.hash_workers, on_event=self.sink)
         self.remote: dict[str, RemoteFile] = {}
         self.deletes: list[str] = []
         self.notices: list[str] = []
