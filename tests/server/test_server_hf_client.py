@@ -90,7 +90,7 @@ folder = pathlib.Path(os.environ["HF_HOME"]) / "upload"
 (folder / "README.md").write_text("---\nlicense: mit\n---\n# hi\n")
 (folder / "sub" / "notes.txt").write_text("regular text")
 (folder / "weights.safetensors").write_bytes(os.urandom(50_000))
-(folder / "large.dat").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+(folder / "large.dat").write_bytes(b"\x00" + os.urandom(3 * 1024 * 1024 + 5))  # NUL: binary, so LFS
 first = api.upload_folder(repo_id="alice/new-model", folder_path=folder)
 second = api.upload_folder(repo_id="alice/new-model", folder_path=folder)
 out["first"], out["second"] = first.oid, second.oid
