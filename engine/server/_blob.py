@@ -20,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -104,11 +105,11 @@ async def _get_blob(svc: Services, request: web.Request, sha256: str, target: st
 
 
 async def _receive(
-    svc: Services, request: web.Request, dest: Path, target: str
-) -> tuple[int, str, str] | None:
-    """Stream the request body into `dest`: (size, sha256, md5), or None if a fault cut it."""
+    svc: Services, request: web.Request, dest: Path, target: str, *, digest: bool
+) -> tuple[int, str] | None:
+    """Stream the request body into `dest`: (size, sha256 or ""), or None if a fault cut it."""
     cut = svc.faults.take_truncate(target)
-    h256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    h256, size = hashlib.sha256() if digest else None, 0
     with dest.open("wb") as f:
         while chunk := await request.content.read(READ_BYTES):
             if cut is not None and size + len(chunk) >= cut:
@@ -116,11 +117,11 @@ async def _receive(
                     request.transport.close()
                 return None
             f.write(chunk)
-            h256.update(chunk)
-            md5.update(chunk)
+            if h256 is not None:
+                h256.update(chunk)
             size += len(chunk)
             svc.stats.sent("upload", len(chunk))
-    return size, h256.hexdigest(), md5.hexdigest()
+    return size, h256.hexdigest() if h256 is not None else ""
 
 
 def _store_object(svc: Services, tmp: Path, sha256: str, size: int) -> None:
@@ -139,10 +140,10 @@ async def _put_object(
 ) -> web.Response:
     tmp = svc.store.new_tmp("put-")
     try:
-        got = await _receive(svc, request, tmp, target)
+        got = await _receive(svc, request, tmp, target, digest=True)
         if got is None:
             return web.Response(status=400)
-        n, digest, _ = got
+        n, digest = got
         if n != size or digest != sha256:
             return plain_error(
                 400, f"BadDigest: got {n} bytes with sha256 {digest}, expected {size} / {sha256}"
@@ -167,15 +168,16 @@ async def _put_part(
     folder.mkdir(parents=True, exist_ok=True)
     tmp = svc.store.new_tmp("part-")
     try:
-        got = await _receive(svc, request, tmp, target)
+        # Parts are not hashed here: the completion checks the sha256 of the whole object.
+        got = await _receive(svc, request, tmp, target, digest=False)
         if got is None:
             return web.Response(status=400)
-        n, _, md5 = got
+        n, _ = got
         expected = min(chunk, size - (part - 1) * chunk)
         if n != expected:
             return plain_error(400, f"IncompleteBody: part {part} has {n} bytes, expected {expected}")
         os.replace(tmp, folder / f"{part:05d}")
-        etag = f'"{md5}"'
+        etag = f'"{uuid.uuid4().hex}"'
         (folder / f"{part:05d}.etag").write_text(etag)
         return web.Response(status=200, headers={"ETag": etag})
     finally:

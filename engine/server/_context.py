@@ -109,7 +109,6 @@ class Ctx:
                 f"Access to {repo.repo_type} {repo.repo_id} is restricted. You must have access to it "
                 "and be authenticated to access it. Please log in.",
                 code="GatedRepo",
-                text=True,
                 headers={"WWW-Authenticate": 'Bearer realm="Authentication required", charset="UTF-8"'},
             )
         if not self.token.may_download_gated(ns):
@@ -118,7 +117,6 @@ class Ctx:
                 f"Access to {repo.repo_type} {repo.repo_id} is restricted and you are not in the authorized "
                 f"list. Visit {self.repo_url(repo)} to ask for access.",
                 code="GatedRepo",
-                text=True,
             )
 
     def require_writer(self, namespace: str) -> TokenInfo:

@@ -51,6 +51,7 @@ class HashCache:
         self._by_sha256: dict[str, set[str]] = {}
         # Hardlinked copies (branches, LFS objects placed in trees) share one inode: one hash.
         self._by_inode: dict[tuple[int, int], FileDigest] = {}
+        self._loaded_sig: tuple[int, int] | None = None
         self._load()
 
     def lookup(self, path: str, st: os.stat_result) -> FileDigest | None:
@@ -62,6 +63,9 @@ class HashCache:
         if d is not None and d.matches(st):
             self._store(path, d, st.st_dev)
             return d
+        # Another process sharing the root (a harness, a second server) may have hashed it.
+        if self._load():
+            return self.lookup(path, st)
         return None
 
     def sample(self, path: str, st: os.stat_result) -> FileDigest:
@@ -132,6 +136,7 @@ class HashCache:
     def save(self) -> None:
         if self._persist_file is None:
             return
+        self._load()  # keep what other processes sharing this root saved
         with self._lock:
             data = {
                 os.path.relpath(p, self._root): [d.size, d.mtime_ns, d.ino, d.binary_sample, d.sha1, d.sha256]
@@ -144,19 +149,29 @@ class HashCache:
             tmp.write_text(json.dumps(data))
             os.replace(tmp, self._persist_file)
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """Merge the persisted digests if the file changed since we last read it."""
         if self._persist_file is None:
-            return
+            return False
         try:
+            st = self._persist_file.stat()
+            if (st.st_mtime_ns, st.st_size) == self._loaded_sig:
+                return False
+            self._loaded_sig = (st.st_mtime_ns, st.st_size)
             data = json.loads(self._persist_file.read_text())
         except (OSError, ValueError):
-            return
+            return False
         if not isinstance(data, dict):
-            return
+            return False
         for rel, row in data.items():
             try:
                 size, mtime_ns, ino, binary, sha1, sha256 = row
                 d = FileDigest(int(size), int(mtime_ns), int(ino), bool(binary), sha1, sha256)
             except (TypeError, ValueError):
                 continue
-            self._store(str(self._root / rel), d, None)
+            path = str(self._root / rel)
+            with self._lock:
+                known = path in self._entries
+            if not known:  # what we hashed ourselves is at least as fresh
+                self._store(path, d, None)
+        return True

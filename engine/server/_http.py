@@ -25,13 +25,10 @@ class HubHTTPError(Exception):
         *,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
-        text: bool = False,
-        body: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
         self.headers = dict(headers or {})
-        self.text, self.body = text, body
 
     def response(self) -> web.Response:
         headers = dict(self.headers)
@@ -41,10 +38,7 @@ class HubHTTPError(Exception):
         headers.setdefault(
             "X-Error-Message", self.message.replace("\n", " ").encode("latin-1", "replace").decode()
         )
-        if self.text:
-            return web.Response(status=self.status, text=self.message, headers=headers)
-        body = dict(self.body) if self.body is not None else {"error": self.message}
-        return json_response(body, status=self.status, headers=headers)
+        return json_response({"error": self.message}, status=self.status, headers=headers)
 
 
 def json_response(

@@ -165,10 +165,8 @@ def repo_props(
     elif isinstance(meta.get("license"), str):
         p["cardData"] = {"license": meta["license"]}
     if snap is not None:
-        head = ctx.svc.store.commit_info(snap)
-        date = head.get("date")
         p["sha"] = snap.commit
-        p["lastModified"] = iso_date(float(date) if isinstance(date, int | float) else snap.last_modified)
+        p["lastModified"] = head_commit(ctx, snap)["date"]
         p["siblings"] = [_sibling(e, blobs) for e in snap.files.values()]
         p["usedStorage"] = sum(e.size for e in snap.files.values())
     if repo.repo_type == "model":
@@ -310,8 +308,16 @@ async def repo_info(ctx: Ctx, repo: RepoRef, rev: str | None) -> web.Response:
 
 
 # ---- tree and paths-info ----------------------------------------------------------------------
+def head_commit(ctx: Ctx, snap: Snapshot) -> dict[str, object]:
+    """`{id, title, date}` of the commit a snapshot is at (the `lastCommit` of tree entries)."""
+    head = ctx.svc.store.commit_info(snap)
+    date = head.get("date")
+    when = float(date) if isinstance(date, int | float) else snap.last_modified
+    return {"id": snap.commit, "title": head.get("title", ""), "date": iso_date(when)}
+
+
 def _tree_entry(
-    ctx: Ctx, snap: Snapshot, path: str, dirs: Mapping[str, str], expand: bool
+    snap: Snapshot, path: str, dirs: Mapping[str, str], last_commit: dict[str, object] | None
 ) -> dict[str, object]:
     e = snap.files.get(path)
     out: dict[str, Any]
@@ -321,14 +327,8 @@ def _tree_entry(
         out = {"type": "file", "oid": e.oid, "size": e.size, "path": e.path}
         if e.sha256 is not None:
             out["lfs"] = {"oid": e.sha256, "size": e.size, "pointerSize": e.pointer_size}
-    if expand:
-        head = ctx.svc.store.commit_info(snap)
-        date = head.get("date")
-        out["lastCommit"] = {
-            "id": snap.commit,
-            "title": head.get("title", ""),
-            "date": iso_date(float(date) if isinstance(date, int | float) else snap.last_modified),
-        }
+    if last_commit is not None:
+        out["lastCommit"] = last_commit
     return out
 
 
@@ -349,7 +349,8 @@ async def tree(ctx: Ctx, repo: RepoRef, rev: str, path: str) -> web.Response:
     cfg = ctx.svc.config
     page = cfg.tree_expand_page_size if expand else cfg.tree_page_size
     start = _decode_cursor(ctx.query.get("cursor"))
-    body = [_tree_entry(ctx, snap, p, dirs, expand) for p in candidates[start : start + page]]
+    last = head_commit(ctx, snap) if expand else None
+    body = [_tree_entry(snap, p, dirs, last) for p in candidates[start : start + page]]
     headers = {"X-Repo-Commit": snap.commit}
     if start + page < len(candidates):
         headers["Link"] = f'<{_next_url(ctx, start + page)}>; rel="next"'
@@ -368,8 +369,9 @@ async def paths_info(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
         paths = [str(p) for p in form.getall("paths", [])]
         expand = truthy(str(form.get("expand", "")))
     dirs = snap.dirs()
+    last = head_commit(ctx, snap) if expand else None
     body = [
-        _tree_entry(ctx, snap, p, dirs, expand)
+        _tree_entry(snap, p, dirs, last)
         for p in dict.fromkeys(p.strip("/") for p in paths)
         if p in snap.files or p in dirs
     ]
@@ -433,7 +435,7 @@ async def resolve(ctx: Ctx, repo: RepoRef, rev: str, path: str, *, raw: bool = F
     entry = snap.files.get(path)
     if entry is None:
         raise HubHTTPError(
-            404, "Entry not found", code="EntryNotFound", text=True, headers={"X-Repo-Commit": snap.commit}
+            404, "Entry not found", code="EntryNotFound", headers={"X-Repo-Commit": snap.commit}
         )
     headers = {"X-Repo-Commit": snap.commit, "ETag": f'"{entry.etag}"'}
     if entry.is_lfs and not raw:

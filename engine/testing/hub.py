@@ -233,6 +233,7 @@ class LocalHub(_Controls):
 @dataclass(slots=True)
 class _Proc:
     popen: subprocess.Popen[bytes]
+    ready: Path
     log: Path
 
 
@@ -279,14 +280,13 @@ class ServerProcess(_Controls):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         with log.open("wb") as out:
             popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-        self._proc = _Proc(popen, log)
+        self._proc = _Proc(popen, ready, log)
         deadline = time.monotonic() + timeout_s
         while not ready.exists():
             if popen.poll() is not None or time.monotonic() > deadline:
+                output = log.read_text(errors="replace")[-4000:]
                 self.stop()
-                raise RuntimeError(
-                    f"server process did not start:\n{log.read_text(errors='replace')[-4000:]}"
-                )
+                raise RuntimeError(f"server process did not start:\n{output}")
             time.sleep(0.02)
         info = json.loads(ready.read_text())
         self.url, self.blob_url = str(info["url"]), str(info["blob_url"])
@@ -299,6 +299,8 @@ class ServerProcess(_Controls):
             except subprocess.TimeoutExpired:
                 self._proc.popen.kill()
                 self._proc.popen.wait()
+            self._proc.ready.unlink(missing_ok=True)
+            self._proc.log.unlink(missing_ok=True)
             self._proc = None
 
     def __enter__(self) -> ServerProcess:
