@@ -68,6 +68,7 @@ LFS_SUFFIXES = (
 )  # fmt: skip
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
+PARTS_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +377,9 @@ class _Run:
             )
         )
         file_limiter = anyio.CapacityLimiter(max(1, cfg.files_in_flight))
-        part_limiter = anyio.CapacityLimiter(max(1, cfg.max_connections))
+        # Each part in flight holds its bytes in memory (one pread per attempt), so the number of
+        # parts in flight is what bounds memory: PARTS_IN_FLIGHT x chunk_size (16 MiB on the Hub).
+        part_limiter = anyio.CapacityLimiter(max(1, min(cfg.max_connections, PARTS_IN_FLIGHT)))
         revision, create_pr = opts.revision, opts.create_pr
         batches = plan_commits(adds, self.deletes)
         message = _describe_message(opts, len(adds), len(self.deletes))
