@@ -22,7 +22,7 @@ from aiohttp import web
 from engine._errors import UsageError
 from engine._models import RepoRef
 from engine.server._context import Ctx
-from engine.server._http import HubHTTPError, json_response, truthy
+from engine.server._http import HubHTTPError, json_response
 from engine.server._read import revision_snapshot
 from engine.server._rules import DEFAULT_GITATTRIBUTES, attribute_matches, is_lfs, mongo_id
 from engine.server._store import MAIN, Snapshot, repo_ref
@@ -322,7 +322,3 @@ def copy_tree(snap: Snapshot, dest: Path, staging: Path) -> None:
     staging.mkdir(parents=True, exist_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staging, dest)
-
-
-def is_truthy_flag(ctx: Ctx, key: str) -> bool:
-    return truthy(ctx.query.get(key))
