@@ -247,13 +247,13 @@ class Downloader:
                 raise
 
     async def _flush(self, job: FileJob, state: _State, pos: int, buf: bytearray) -> int:
-        data = bytes(buf)
-        end = pos + len(data)
+        # The caller hands over `buf` and starts a new one, so it can be written without a copy.
+        end = pos + len(buf)
         if end > job.file.size:
             raise ProtocolError(f"server sent more bytes than {job.file.path} holds")
-        await anyio.to_thread.run_sync(os.pwrite, state.fd, data, pos)
-        self.bytes_fetched += len(data)
-        self.on_event(BytesMoved(job.file.path, len(data)))
+        await anyio.to_thread.run_sync(_pwrite_all, state.fd, buf, pos)
+        self.bytes_fetched += len(buf)
+        self.on_event(BytesMoved(job.file.path, len(buf)))
         state.record(ByteRange(pos, end))
         self._save(job, state)
         return end
@@ -303,6 +303,13 @@ class Downloader:
                 expected=expected,
                 actual=actual,
             )
+
+
+def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def _hash_region(fd: int, start: int, end: int, hasher: Hasher) -> None:
