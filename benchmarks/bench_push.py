@@ -53,7 +53,9 @@ def generate(folder: Path, scale: float, n_large: int = 8, n_small: int = 200) -
         text = (f"item {i}: " + "lorem ipsum dolor sit amet " * (40 + i * 9))[: 1024 + i * 250]
         (small / f"file-{i:03d}.txt").write_text(text)
         total += len(text)
-    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    (folder / "config.json").write_text(
+        json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    )
     past = time.time() - 5  # as if written a moment ago by a training run, not in the same instant
     for p in folder.rglob("*"):
         os.utime(p, (past, past))
@@ -117,11 +119,15 @@ def main() -> None:
                 repo_id = f"bench/{'batuta' if tool == 'batuta' else 'hf'}-r{r}"
                 runs = run_tool(tool, server, folder, repo_id, fresh(work / f"cache-{tool[:2]}-{r}"))
                 results[tool].append(runs)
-                print(f"round {r + 1} {tool:>9}: " + "  ".join(f"{x.seconds:7.2f} s" for x in runs), flush=True)
+                print(
+                    f"round {r + 1} {tool:>9}: " + "  ".join(f"{x.seconds:7.2f} s" for x in runs), flush=True
+                )
                 forget(server, repo_id)
                 shutil.rmtree(work / f"cache-{tool[:2]}-{r}", ignore_errors=True)
     print()
-    print(f"{'step':<20}{'batuta (s)':>12}{'hf upload (s)':>15}{'speed-up':>10}{'batuta RSS':>12}{'hf RSS':>10}")
+    print(
+        f"{'step':<20}{'batuta (s)':>12}{'hf upload (s)':>15}{'speed-up':>10}{'batuta RSS':>12}{'hf RSS':>10}"
+    )
     for i, step in enumerate(STEPS):
         b = median([rounds[i].seconds for rounds in results["batuta"]])
         h = median([rounds[i].seconds for rounds in results["hf upload"]])

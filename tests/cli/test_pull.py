@@ -16,11 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from engine.testing.hub import LocalHub
 
 from cli.errors import ExitCode
+from engine.testing.hub import LocalHub
+from tests.conftest import CliResult
 
-Run = Callable[..., object]
+Run = Callable[..., CliResult]
 MiB = 1024 * 1024
 
 
@@ -38,7 +39,7 @@ def test_pull_json_summary_and_dry_run(run_cli: Run, hub: LocalHub, isolated_hom
     commit = hub.add_repo(
         "acme/tiny", {"config.json": b"{}", "model.safetensors": b"w" * 1000, "extra.pt": b"p"}
     )
-    plan = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--dry-run", "--json").stdout)  # type: ignore[attr-defined]
+    plan = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--dry-run", "--json").stdout)
     assert plan["dry_run"] and {f["path"]: f["action"] for f in plan["files"]} == {
         "config.json": "download",
         "model.safetensors": "download",
@@ -46,15 +47,15 @@ def test_pull_json_summary_and_dry_run(run_cli: Run, hub: LocalHub, isolated_hom
     assert [b["path"] for b in plan["blocked"]] == ["extra.pt"]
     assert hub.stats().count("resolve") == 0 and hub.stats().blob_bytes_sent == 0
     r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json")
-    doc = json.loads(r.stdout)  # type: ignore[attr-defined]
+    doc = json.loads(r.stdout)
     assert (
         r.exit_code == 0
         and doc["commit"] == commit
         and sorted(doc["downloaded"]) == ["config.json", "model.safetensors"]
-    )  # type: ignore[attr-defined]
+    )
     assert set(doc) >= {"files", "bytes_downloaded", "seconds", "mb_per_s", "skipped", "blocked", "retries"}
-    assert "--allow-unsafe" in r.stderr  # type: ignore[attr-defined]
-    again = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json").stdout)  # type: ignore[attr-defined]
+    assert "--allow-unsafe" in r.stderr
+    again = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json").stdout)
     assert again["downloaded"] == [] and sorted(again["skipped"]) == ["config.json", "model.safetensors"]
 
 
@@ -75,17 +76,17 @@ def test_pull_human_output_and_options(run_cli: Run, hub: LocalHub, tmp_path: Pa
         "50M",
         "--quiet",
     )
-    assert r.exit_code == 0 and "pulled acme/tiny" in r.stdout  # type: ignore[attr-defined]
+    assert r.exit_code == 0 and "pulled acme/tiny" in r.stdout
     assert (out / "model.safetensors").read_bytes() == b"w" * 1000
     for bad in (["--max-rate", "fast"], ["--max-connections", "0"]):
         b = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", *bad)
-        assert b.exit_code == ExitCode.USAGE and len(b.stderr.strip().splitlines()) == 1  # type: ignore[attr-defined]
+        assert b.exit_code == ExitCode.USAGE and len(b.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_quantization_lists_the_available_ones(run_cli: Run, hub: LocalHub) -> None:
     hub.add_repo("acme/gguf", {"m.Q4_K_M.gguf": b"a", "m.Q8_0.gguf": b"b"})
     r = run_cli(*ep(hub), "hf", "pull", "model", "acme/gguf", "--quantization", "Q3_K_S")
-    assert r.exit_code == ExitCode.USAGE and "Q4_K_M, Q8_0" in r.stderr  # type: ignore[attr-defined]
+    assert r.exit_code == ExitCode.USAGE and "Q4_K_M, Q8_0" in r.stderr
 
 
 class _Evil(BaseHTTPRequestHandler):
@@ -123,7 +124,7 @@ def test_path_traversal_from_the_server_is_refused(run_cli: Run, tmp_path: Path)
             "-o",
             str(out),
         )
-        assert r.exit_code != 0 and "../escape.txt" in r.stderr  # type: ignore[attr-defined]
+        assert r.exit_code != 0 and "../escape.txt" in r.stderr
         assert not (tmp_path / "escape.txt").exists()
     finally:
         server.shutdown()
@@ -151,7 +152,7 @@ def test_kill_9_mid_file_then_resume_moves_fewer_bytes(hub: LocalHub, isolated_h
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     first = hub.stats().blob_bytes_sent
     assert 0 < first < len(blob)
     hub.reset()
@@ -197,7 +198,7 @@ def test_official_client_loads_what_batuta_pulled_offline(
 ) -> None:
     files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(2 * MiB), "sub/tok.txt": b"t" * 10}
     hub.add_repo("acme/interop", files)
-    assert run_cli(*ep(hub), "hf", "pull", "model", "acme/interop", "--quiet").exit_code == 0  # type: ignore[attr-defined]
+    assert run_cli(*ep(hub), "hf", "pull", "model", "acme/interop", "--quiet").exit_code == 0
     hub.reset()
     out = _official(
         """
@@ -233,6 +234,6 @@ def test_batuta_reuses_what_the_official_client_downloaded(
         isolated_home,
     )
     hub.reset()
-    doc = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/interop2", "--json").stdout)  # type: ignore[attr-defined]
+    doc = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/interop2", "--json").stdout)
     assert doc["commit"] == commit and doc["downloaded"] == [] and doc["bytes_downloaded"] == 0
     assert hub.stats().blob_bytes_sent == 0 and hub.stats().count("resolve") == 0

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from engine.testing.hub import LocalHub
 
 from cli.errors import ExitCode
+from engine.testing.hub import LocalHub
+from tests.conftest import CliResult
 
-Run = Callable[..., object]
+Run = Callable[..., CliResult]
 TOKEN = "hf_cli_reader_token_000000000000000"
 
 
@@ -53,8 +54,8 @@ def ep(hub: LocalHub) -> list[str]:
 
 def test_tree_ascii_and_json(run_cli: Run) -> None:
     r = run_cli("hf", "tree")
-    assert r.exit_code == 0 and r.stdout.startswith("HuggingFace Ecosystem (6 categories)")  # type: ignore[attr-defined]
-    doc = json.loads(run_cli("hf", "tree", "--format", "json").stdout)  # type: ignore[attr-defined]
+    assert r.exit_code == 0 and r.stdout.startswith("HuggingFace Ecosystem (6 categories)")
+    doc = json.loads(run_cli("hf", "tree", "--format", "json").stdout)
     assert [c["name"] for c in doc["categories"]] == [
         "hub",
         "libraries",
@@ -63,69 +64,69 @@ def test_tree_ascii_and_json(run_cli: Run) -> None:
         "formats",
         "tasks",
     ]
-    integ = json.loads(run_cli("hf", "tree", "--integration", "--format", "json").stdout)  # type: ignore[attr-defined]
+    integ = json.loads(run_cli("hf", "tree", "--integration", "--format", "json").stdout)
     assert integ["total"] == 28 == sum(len(c["mappings"]) for c in integ["categories"])
-    text = run_cli("hf", "tree", "--integration").stdout  # type: ignore[attr-defined]
+    text = run_cli("hf", "tree", "--integration").stdout
     assert "28" in text and "COMPATIBLE" in text.upper()
     bad = run_cli("hf", "tree", "--format", "yaml")
-    assert bad.exit_code == ExitCode.USAGE and "yaml" in bad.stderr  # type: ignore[attr-defined]
+    assert bad.exit_code == ExitCode.USAGE and "yaml" in bad.stderr
 
 
 def test_search_table_json_and_filters(run_cli: Run, hub: LocalHub) -> None:
     r = run_cli(*ep(hub), "hf", "search", "model", "llama", "--task", "text-generation", "--json")
-    doc = json.loads(r.stdout)  # type: ignore[attr-defined]
+    doc = json.loads(r.stdout)
     assert {x["id"] for x in doc["results"]} == {"acme/llama-tiny", "acme/llama-gguf"}
     table = run_cli(*ep(hub), "hf", "search", "model", "llama", "--author", "acme", "--sort", "downloads")
-    lines = table.stdout.splitlines()  # type: ignore[attr-defined]
+    lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["id", "task", "downloads"] and "acme/llama-tiny" in lines[1]
     ds = json.loads(
         run_cli(
             *ep(hub), "hf", "search", "dataset", "speech", "--task", "automatic-speech-recognition", "--json"
         ).stdout
-    )  # type: ignore[attr-defined]
+    )
     assert [x["id"] for x in ds["results"]] == ["acme/speech"]
     sp = run_cli(*ep(hub), "hf", "search", "space", "demo", "--task", "x")
-    assert sp.exit_code == ExitCode.USAGE  # type: ignore[attr-defined]
+    assert sp.exit_code == ExitCode.USAGE
 
 
 def test_search_limit_above_one_page_follows_pagination(run_cli: Run, hub: LocalHub) -> None:
     hub.reset()
     doc = json.loads(
         run_cli(*ep(hub), "hf", "search", "model", "many/llama", "--limit", "25", "--json").stdout
-    )  # type: ignore[attr-defined]
+    )
     assert doc["count"] == 25 and len({x["id"] for x in doc["results"]}) == 25
     assert doc["count"] == 25
-    default = json.loads(run_cli(*ep(hub), "hf", "search", "model", "many/llama", "--json").stdout)  # type: ignore[attr-defined]
+    default = json.loads(run_cli(*ep(hub), "hf", "search", "model", "many/llama", "--json").stdout)
     assert default["count"] == 10
 
 
 def test_private_repos_need_a_token(run_cli: Run, hub: LocalHub) -> None:
     anon = run_cli(*ep(hub), "hf", "info", "model", "acme/secret")
-    assert anon.exit_code == ExitCode.AUTH_REQUIRED and TOKEN not in anon.stderr  # type: ignore[attr-defined]
+    assert anon.exit_code == ExitCode.AUTH_REQUIRED and TOKEN not in anon.stderr
     ok = run_cli(*ep(hub), "--token", TOKEN, "hf", "info", "model", "acme/secret", "--json")
-    assert ok.exit_code == 0 and json.loads(ok.stdout)["private"] is True  # type: ignore[attr-defined]
-    assert TOKEN not in ok.stdout  # type: ignore[attr-defined]
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["private"] is True
+    assert TOKEN not in ok.stdout
 
 
 def test_info_reports_files_safety_and_quantizations(run_cli: Run, hub: LocalHub) -> None:
-    doc = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-tiny", "--json").stdout)  # type: ignore[attr-defined]
+    doc = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-tiny", "--json").stdout)
     files = {f["path"]: f for f in doc["files"]}
     assert files["model.safetensors"]["safe"] and files["model.safetensors"]["lfs"]
     assert not files["pytorch_model.bin"]["safe"] and "pickle" in files["pytorch_model.bin"]["reason"]
     assert doc["total_bytes"] == 2 + 64 + 32 and len(doc["sha"]) == 40 and doc["task"] == "text-generation"
-    gguf = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-gguf", "--json").stdout)  # type: ignore[attr-defined]
+    gguf = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/llama-gguf", "--json").stdout)
     assert gguf["quantizations"] == ["Q4_K_M", "Q8_0"]
-    text = run_cli(*ep(hub), "hf", "info", "dataset", "acme/speech").stdout  # type: ignore[attr-defined]
+    text = run_cli(*ep(hub), "hf", "info", "dataset", "acme/speech").stdout
     assert "acme/speech" in text and "data.csv" in text
     space = run_cli(*ep(hub), "hf", "info", "space", "acme/demo", "--json")
-    assert json.loads(space.stdout)["id"] == "acme/demo"  # type: ignore[attr-defined]
+    assert json.loads(space.stdout)["id"] == "acme/demo"
 
 
 @pytest.mark.parametrize("repo_id", ["a/b/c", "", "../x", "has space/x", "acme/"])
 def test_invalid_repo_ids(run_cli: Run, hub: LocalHub, repo_id: str) -> None:
     r = run_cli(*ep(hub), "hf", "info", "model", repo_id)
-    assert r.exit_code == ExitCode.USAGE and "invalid repo id" in r.stderr  # type: ignore[attr-defined]
-    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr  # type: ignore[attr-defined]
+    assert r.exit_code == ExitCode.USAGE and "invalid repo id" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 def test_bad_input_is_one_line_and_non_zero(run_cli: Run, hub: LocalHub) -> None:
@@ -139,8 +140,8 @@ def test_bad_input_is_one_line_and_non_zero(run_cli: Run, hub: LocalHub) -> None
     ]
     for args, code, text in cases:
         r = run_cli(*ep(hub), *args)
-        assert r.exit_code == code, (args, r)  # type: ignore[attr-defined]
-        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r)  # type: ignore[attr-defined]
+        assert r.exit_code == code, (args, r)
+        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r)
 
 
 def test_unreachable_endpoint_is_named(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,8 +150,8 @@ def test_unreachable_endpoint_is_named(run_cli: Run, monkeypatch: pytest.MonkeyP
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = run_cli("--endpoint", f"http://127.0.0.1:{port}", "hf", "search", "model", "x")
-    assert r.exit_code == ExitCode.UNREACHABLE and f"127.0.0.1:{port}" in r.stderr  # type: ignore[attr-defined]
-    assert len(r.stderr.strip().splitlines()) == 1  # type: ignore[attr-defined]
+    assert r.exit_code == ExitCode.UNREACHABLE and f"127.0.0.1:{port}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 class _Html(BaseHTTPRequestHandler):
@@ -173,9 +174,9 @@ def test_endpoint_that_answers_html_or_garbage(run_cli: Run) -> None:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         html = run_cli("--endpoint", url, "hf", "search", "model", "x")
-        assert html.exit_code == ExitCode.SERVER_ERROR and "HTML" in html.stderr  # type: ignore[attr-defined]
+        assert html.exit_code == ExitCode.SERVER_ERROR and "HTML" in html.stderr
         junk = run_cli("--endpoint", url, "hf", "info", "dataset", "acme/x")
-        assert junk.exit_code == ExitCode.SERVER_ERROR and "not a Hub API response" in junk.stderr  # type: ignore[attr-defined]
+        assert junk.exit_code == ExitCode.SERVER_ERROR and "not a Hub API response" in junk.stderr
     finally:
         server.shutdown()
         server.server_close()
@@ -188,5 +189,5 @@ def test_offline_mode_with_nothing_cached(
     hub.reset()
     for args in (["hf", "search", "model", "x"], ["hf", "info", "model", "acme/llama-tiny"]):
         r = run_cli(*ep(hub), *args)
-        assert r.exit_code == ExitCode.OFFLINE and "offline" in r.stderr  # type: ignore[attr-defined]
+        assert r.exit_code == ExitCode.OFFLINE and "offline" in r.stderr
     assert hub.stats().total == 0

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine.testing.hub import LocalHub
 
 from engine import (
     Engine,
@@ -25,6 +24,7 @@ from engine import (
     load_config,
 )
 from engine._pull import PullOptions, PullResult
+from engine.testing.hub import LocalHub
 
 KiB = 1024
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)

@@ -440,3 +440,23 @@ async def test_unreadable_file_is_refused(hub: LocalHub, tmp_path: Path) -> None
     (folder / "secret.bin").chmod(0)
     with pytest.raises(UsageError, match="cannot read 'secret.bin'"):
         await do_push(cfg(hub), folder)
+
+
+@pytest.mark.anyio
+async def test_scan_verdicts_are_cached_but_an_edited_file_is_scanned_again(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    from engine._hashing import FileKey, HashCache
+    from engine._push import scanner_id
+
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder)
+    cache = HashCache.under(cfg(hub).hub_cache)
+    key = FileKey.of(folder / "notes" / "readme.txt")
+    assert key in cache.clean_scans([key], scanner_id())
+    cache.close()
+    (folder / "notes" / "readme.txt").write_text(
+        "github token ghp_" + "Zq8Xw2Lm4Np6Rt8Vb0Cd2Fg4Hj6Kl8Mn0Pq2\n"
+    )
+    with pytest.raises(SecretsFoundError, match="notes/readme.txt:1"):
+        await do_push(cfg(hub), folder)
