@@ -9,6 +9,7 @@ from typing import Annotated
 import click
 import typer
 
+import cli.push  # noqa: F401 - registers `hf push` on the hf sub-app
 from cli.hf import hf
 
 app = typer.Typer(

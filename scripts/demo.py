@@ -173,10 +173,6 @@ def main() -> None:
 
 
 def push_demo(env: dict[str, str], work: Path) -> None:
-    try:
-        import cli.push  # noqa: F401 - only present once the push command exists
-    except ImportError:
-        return
     folder = work / "my-model"
     folder.mkdir()
     (folder / "config.json").write_text(
