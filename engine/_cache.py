@@ -8,6 +8,7 @@ metadata file or symlink behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -45,11 +46,16 @@ def inside(root: Path, rel: str) -> Path:
     return target
 
 
-def apply_umask_mode(path: Path) -> None:
-    """Give a finished file the mode a fresh file would get (temp files are created 0600)."""
+@functools.cache
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    return umask
+
+
+def apply_umask_mode(path: Path) -> None:
+    """Give a finished file the mode a fresh file would get (temp files are created 0600)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +100,34 @@ class RepoCache:
         atomic_write(path, commit.encode())  # no trailing newline: the official client reads it verbatim
 
     def link(self, commit: str, rel: str, etag: str) -> Path:
-        """Point snapshots/<commit>/<rel> at blobs/<etag> with a relative symlink (atomic)."""
-        pointer = inside(self.snapshot(commit), rel)
-        pointer.parent.mkdir(parents=True, exist_ok=True)
+        """Point snapshots/<commit>/<rel> at blobs/<etag> with a relative symlink (atomic).
+
+        `rel` has passed `safe_relpath`, and only batuta and the official client write inside
+        snapshots/ (file symlinks, never folder symlinks), so a plain join cannot escape.
+        """
+        pointer = self.snapshot(commit) / rel
         target = os.path.relpath(self.blob(etag), pointer.parent)
-        if pointer.is_symlink() and os.readlink(pointer) == target:
-            return pointer
         tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.lnk")
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            os.symlink(target, tmp)
+        except FileNotFoundError:
+            pointer.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, tmp)
+        except FileExistsError:
             tmp.unlink()
-        os.symlink(target, tmp)
+            os.symlink(target, tmp)
         os.replace(tmp, pointer)
         return pointer
 
     def has_snapshot_file(self, commit: str, rel: str, etag: str) -> bool:
         pointer = self.snapshot(commit) / rel
-        return pointer.exists() and os.path.realpath(pointer) == os.path.realpath(self.blob(etag))
+        try:
+            return (
+                os.readlink(pointer) == os.path.relpath(self.blob(etag), pointer.parent) and pointer.exists()
+            )
+        except OSError:
+            # Not a symlink: the official client copies files when symlinks are unsupported.
+            return pointer.is_file()
 
     def write_tree(self, commit: str, files: Iterable[RemoteFile]) -> None:
         """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness)."""
@@ -203,8 +221,11 @@ def exclusive_lock(path: Path) -> Iterator[bool]:
     """
     import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -149,6 +149,8 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         return result
 
     if local is None:
+        for folder in (cache.snapshot(commit), cache.folder / "blobs", cache.lock("x").parent):
+            folder.mkdir(parents=True, exist_ok=True)
         cache.ensure_tag()
         cache.write_ref(opts.revision, commit)
         cache.write_tree(commit, files)
@@ -229,7 +231,6 @@ async def _materialize(
         target = local.target(f.path)
         lock_path = local.lock(f.path)
     else:
-        cache.snapshot(commit).mkdir(parents=True, exist_ok=True)
         target = cache.blob(f.etag)
         lock_path = cache.lock(f.etag)
     while True:
@@ -249,8 +250,11 @@ async def _materialize(
                     job = FileJob(f, url, cache.incomplete(f.etag), ctx)
                 await downloader.fetch(job)
                 apply_umask_mode(job.temp)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(job.temp, target)
+                try:
+                    os.replace(job.temp, target)
+                except FileNotFoundError:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(job.temp, target)
                 with contextlib.suppress(FileNotFoundError):
                     job.progress_path.unlink()
                 if local is not None:
