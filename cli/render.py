@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 def console(stderr: bool = False) -> Console:
     # NO_COLOR is honoured by rich itself; a pipe gets no colour and no animation.
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, no_color="NO_COLOR" in os.environ or None)
+    # soft_wrap: long lines (paths, URLs) stay whole for scripts and copy-paste.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, no_color="NO_COLOR" in os.environ or None)
 
 
 def emit_json(doc: Any) -> None:
