@@ -194,7 +194,19 @@ def push_demo(env: dict[str, str], work: Path) -> None:
         "mit",
     )
     # The same command again: nothing changed, so nothing is sent and no commit is made.
-    run(env, "--token", TOKEN, "hf", "push", "model", str(folder), "--repo", "demo/my-classifier", "--license", "mit")
+    run(
+        env,
+        "--token",
+        TOKEN,
+        "hf",
+        "push",
+        "model",
+        str(folder),
+        "--repo",
+        "demo/my-classifier",
+        "--license",
+        "mit",
+    )
     run(env, "--token", TOKEN, "hf", "pull", "model", "demo/my-classifier", "-o", str(work / "pulled"))
 
 
