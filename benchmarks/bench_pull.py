@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("/dev/shm/batuta-bench"))
     ap.add_argument("--disk", type=Path, default=Path(__file__).resolve().parent.parent / ".bench-disk")
     ap.add_argument("--skip-disk", action="store_true")
+    ap.add_argument("--only", choices=("large", "aggregate", "small"), help="run a single case")
     args = ap.parse_args()
 
     if shutil.which("aria2c") is None:
@@ -202,54 +203,52 @@ def main() -> None:
         print(
             f"# pull benchmark: server capped at {PER_CONN / 1e6:.0f} MB/s per connection, {LATENCY * 1000:.0f} ms latency"
         )
-        server.faults(throttle={"per_conn_bytes_s": PER_CONN, "latency_s": LATENCY})
+        wanted = {args.only} if args.only else {"large", "aggregate", "small"}
+        base = {"per_conn_bytes_s": PER_CONN, "latency_s": LATENCY, "api_latency_s": LATENCY}
         conns = {"batuta": 32, "hf download": args.files, "aria2c -x16 -s16": 16 * args.files}
-        bench_case(
-            "large files, destination /dev/shm",
-            server,
-            "bench/large",
-            args.data / "work",
-            args.rounds,
-            large_bytes,
-            aria,
-            connections=conns,
-        )
-        if not args.skip_disk:
-            bench_case(
-                f"large files, destination on disk ({args.disk})",
+        if "large" in wanted:
+            server.faults(throttle=base)
+            dests = [("/dev/shm", args.data / "work")]
+            if not args.skip_disk:
+                dests.append((f"disk ({args.disk})", args.disk))
+            for label, work in dests:
+                bench_case(
+                    f"large files, destination {label}",
+                    server,
+                    "bench/large",
+                    work,
+                    args.rounds,
+                    large_bytes,
+                    aria,
+                    connections=conns,
+                )
+            shutil.rmtree(args.disk, ignore_errors=True)
+        if "aggregate" in wanted:
+            server.faults(throttle={**base, "aggregate_bytes_s": AGGREGATE})
+            res = bench_case(
+                "large files, aggregate cap 125 MB/s (1 Gbit/s link), /dev/shm",
                 server,
                 "bench/large",
-                args.disk,
+                args.data / "work",
                 args.rounds,
                 large_bytes,
                 aria,
-                connections=conns,
+                only=("batuta",),
             )
-            shutil.rmtree(args.disk, ignore_errors=True)
-        server.faults(
-            throttle={"per_conn_bytes_s": PER_CONN, "latency_s": LATENCY, "aggregate_bytes_s": AGGREGATE}
-        )
-        res = bench_case(
-            "large files, aggregate cap 125 MB/s (1 Gbit/s link), /dev/shm",
-            server,
-            "bench/large",
-            args.data / "work",
-            args.rounds,
-            large_bytes,
-            aria,
-            only=("batuta",),
-        )
-        print(f"batuta reaches {100 * res['batuta']['mb_s'] / (AGGREGATE / 1e6):.1f} % of the 125 MB/s cap")
-        server.faults(throttle={"latency_s": LATENCY})
-        bench_case(
-            f"{args.small} small files (1-50 KiB), 30 ms latency, /dev/shm",
-            server,
-            "bench/small",
-            args.data / "work",
-            args.rounds,
-            small_bytes,
-            aria=False,
-        )
+            print(
+                f"batuta reaches {100 * res['batuta']['mb_s'] / (AGGREGATE / 1e6):.1f} % of the 125 MB/s cap"
+            )
+        if "small" in wanted:
+            server.faults(throttle={"latency_s": LATENCY, "api_latency_s": LATENCY})
+            bench_case(
+                f"{args.small} small files (1-50 KiB), 30 ms latency on every request, /dev/shm",
+                server,
+                "bench/small",
+                args.data / "work",
+                args.rounds,
+                small_bytes,
+                aria=False,
+            )
     finally:
         server.stop()
 

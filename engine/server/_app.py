@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from urllib.parse import unquote
 
+import anyio
 from aiohttp import web
 
 from engine._errors import UsageError
@@ -220,6 +221,8 @@ class HubServer:
         try:
             ctx = Ctx(svc, request, kind, unquote(request.raw_path), None)
             if kind != "admin":
+                if latency := svc.faults.api_latency_s:
+                    await anyio.sleep(latency)
                 self._gate(ctx, auth)
             resp = await handler(ctx)
         except HubHTTPError as exc:

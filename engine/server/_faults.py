@@ -218,6 +218,7 @@ class FaultState:
             self._expire = 0
             self._per_conn: float | None = None
             self._latency = 0.0
+            self._api_latency = 0.0
             self._aggregate: TokenBucket | None = None
 
     def fail(
@@ -234,11 +235,22 @@ class FaultState:
         per_conn_bytes_s: float | None = None,
         latency_s: float = 0.0,
         aggregate_bytes_s: float | None = None,
+        api_latency_s: float = 0.0,
     ) -> None:
+        """Blob downloads: per-connection and aggregate caps, `latency_s` before the first byte.
+
+        `api_latency_s` delays every request on the API listener (a round trip to a distant Hub),
+        which is what makes many small files slow for one-request-at-a-time clients.
+        """
         with self._lock:
             self._per_conn = per_conn_bytes_s
             self._latency = latency_s
+            self._api_latency = api_latency_s
             self._aggregate = TokenBucket(aggregate_bytes_s) if aggregate_bytes_s else None
+
+    @property
+    def api_latency_s(self) -> float:
+        return self._api_latency
 
     def truncate_once(self, *, after_bytes: int, path_contains: str | None = None) -> None:
         with self._lock:

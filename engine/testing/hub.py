@@ -128,10 +128,13 @@ class _Controls:
         per_conn_bytes_s: float | None = None,
         latency_s: float = 0.0,
         aggregate_bytes_s: float | None = None,
+        api_latency_s: float = 0.0,
     ) -> None:
-        """Pace blob-route bodies (per connection and in total) and delay their first byte."""
+        """Pace blob-route bodies (per connection and in total) and delay their first byte;
+        `api_latency_s` delays every request on the API listener."""
         self._apply({"throttle": {"per_conn_bytes_s": per_conn_bytes_s, "latency_s": latency_s,
-                                  "aggregate_bytes_s": aggregate_bytes_s}})  # fmt: skip
+                                  "aggregate_bytes_s": aggregate_bytes_s,
+                                  "api_latency_s": api_latency_s}})  # fmt: skip
 
     def truncate_once(self, *, after_bytes: int, path_contains: str | None = None) -> None:
         """Cut the connection after `after_bytes` body bytes, once (downloads; upload bodies too)."""
