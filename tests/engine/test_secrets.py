@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import _secrets as secrets_mod
 from engine._secrets import (
     BINARY_SNIFF_BYTES,
     MAX_SCAN_BYTES,
@@ -362,3 +363,44 @@ def test_scan_folder_skips_binary_large_and_weight_files(tmp_path: Path) -> None
 def test_scan_folder_propagates_missing_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         scan_folder(tmp_path, ["gone.txt"])
+
+
+# --- pre-filters: a rule is skipped only when it cannot match ----------------------------------
+
+POSITIVES = [HF_TOKEN, ORG_TOKEN, AKIA_ID, f"aws_secret_access_key = {AWS_SECRET}", GH_TOKEN, GH_PAT,
+             SLACK_TOKEN, SLACK_HOOK, OPENAI_KEY, GOOGLE_KEY, STRIPE_KEY, PEM,
+             "postgres://admin:Tr0ub4dor3x@db.internal:5432/app"]  # fmt: skip
+
+
+def unfiltered(path: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[Finding]:
+    with monkeypatch.context() as m:
+        m.setattr(secrets_mod._Rule, "may_match", lambda *_: True)
+        return scan_text(path, data)
+
+
+def test_every_match_of_a_rule_holds_one_of_its_needles() -> None:
+    for rule in secrets_mod._RULES:
+        for text in POSITIVES:
+            for m in rule.pattern.finditer(text):
+                hay = m.group(0).casefold() if rule.folded else m.group(0)
+                assert any(n in hay for n in rule.needles), (rule.kind, m.group(0))
+
+
+def test_prefilters_never_change_the_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(99)
+    pieces = [*POSITIVES, "hf", "_", "-", ":", "//", "A", "K", "xox", "sk", "gh", "p", "AI", "za", "live",
+              "lorem ipsum ", "\n", "=", " ", "'", "ſ", "K", "aws_secret_access_key=", "\xff"]  # fmt: skip
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        for path in ("notes.txt", ".env", "app.py"):
+            data = text.encode("utf-8", "surrogateescape")
+            assert scan_text(path, data) == unfiltered(path, data, monkeypatch), text
+
+
+def test_case_insensitive_key_names_match_even_with_unicode_case_folds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # re's IGNORECASE lets the Kelvin sign match `k` and the long s match `s`; so must the filter.
+    text = f"AWS_ſECRET_ACCESS_\u212aEY = {AWS_SECRET}\n".encode()
+    assert kinds(scan_text("notes.txt", text)) == ["AWS secret access key"]
+    assert scan_text("notes.txt", text) == unfiltered("notes.txt", text, monkeypatch)
