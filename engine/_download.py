@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import time
 from collections.abc import AsyncIterator
@@ -32,15 +33,18 @@ from engine._plan import ByteRange, Progress, contiguous_prefix, merge, plan_mis
 from engine._ratelimit import TokenBucket, acquire
 
 FLUSH_BYTES = 512 << 10  # per-connection write buffer: bounds memory (benchmarks/README.md, peak RSS)
-READ_BYTES = 256 << 10
+READ_BYTES = 256 << 10  # chunk size of whole-file GETs
 HASH_BLOCK = 2 << 20
 WRITER_THREADS = 4
 SMALL_IN_MEMORY = 1 << 20
+_IOV_MAX = 1024
+INLINE_WRITE_BYTES = 4 << 20
+HASH_MIN_STEP = 8 << 20  # hash in steps of at least this much, to keep thread hops few
 SAVE_EVERY_S = 0.5
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
     def hexdigest(self) -> str: ...
 
 
@@ -219,7 +223,8 @@ class Downloader:
     async def _fetch_range(self, job: FileJob, state: _State, r: ByteRange) -> None:
         pos, attempts = r.start, 0
         while pos < r.end:
-            buf = bytearray()
+            pending: list[bytes] = []
+            size = 0
             try:
                 async with self.connections:
                     async with self.client.stream(
@@ -229,21 +234,22 @@ class Downloader:
                             stream.status == 200 and pos == 0 and r.end == job.file.size
                         ):
                             raise ProtocolError(f"server ignored the Range request for {job.file.path}")
-                        async for chunk in stream.iter_chunks(READ_BYTES):
+                        async for chunk in stream.iter_chunks():
                             await self._throttle(len(chunk))
-                            buf += chunk
-                            if len(buf) >= FLUSH_BYTES:
-                                pos = await self._flush(job, state, pos, buf)
-                                buf = bytearray()
+                            pending.append(chunk)
+                            size += len(chunk)
+                            if size >= FLUSH_BYTES:
+                                pos = await self._flush(job, state, pos, pending, size)
+                                pending, size = [], 0
                                 attempts = 0  # progress resets the retry budget, as the official client does
-                        if buf:
-                            pos = await self._flush(job, state, pos, buf)
-                            buf = bytearray()
+                        if pending:
+                            pos = await self._flush(job, state, pos, pending, size)
+                            pending, size = [], 0
                 if pos < r.end:
                     raise TransportError(f"short read for {job.file.path}", url=strip_query(state.location))
             except TransportError as exc:
-                if buf:
-                    pos = await self._flush(job, state, pos, buf)
+                if pending:
+                    pos = await self._flush(job, state, pos, pending, size)
                 attempts += 1
                 if attempts > self.config.retry.max_retries:
                     raise
@@ -258,14 +264,18 @@ class Downloader:
                     continue
                 raise
 
-    async def _flush(self, job: FileJob, state: _State, pos: int, buf: bytearray) -> int:
-        # The caller hands over `buf` and starts a new one, so it can be written without a copy.
-        end = pos + len(buf)
+    async def _flush(self, job: FileJob, state: _State, pos: int, chunks: list[bytes], size: int) -> int:
+        # pwritev hands the received buffers to the kernel as they are: no gathering copy.
+        end = pos + size
         if end > job.file.size:
             raise ProtocolError(f"server sent more bytes than {job.file.path} holds")
-        await anyio.to_thread.run_sync(_pwrite_all, state.fd, buf, pos, limiter=self.writers)
-        self.bytes_fetched += len(buf)
-        self.on_event(BytesMoved(job.file.path, len(buf)))
+        if size <= INLINE_WRITE_BYTES:
+            # A write into the page cache is a memcpy: cheaper inline than a hop to a worker thread.
+            _pwritev_all(state.fd, chunks, pos)
+        else:
+            await anyio.to_thread.run_sync(_pwritev_all, state.fd, chunks, pos, limiter=self.writers)
+        self.bytes_fetched += size
+        self.on_event(BytesMoved(job.file.path, size))
         state.record(ByteRange(pos, end))
         self._save(job, state)
         return end
@@ -282,7 +292,7 @@ class Downloader:
         hashed = 0
         while hashed < size:
             prefix = contiguous_prefix(state.done)
-            if prefix > hashed:
+            if prefix - hashed >= HASH_MIN_STEP or (prefix == size and prefix > hashed):
                 await anyio.to_thread.run_sync(
                     _hash_region, state.fd, hashed, prefix, hasher, limiter=self.hash_limiter
                 )
@@ -328,18 +338,30 @@ def _write_file(path: Path, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    views = [memoryview(c) for c in chunks]
+    while views:
+        n = os.pwritev(fd, views[:_IOV_MAX], offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 def _hash_region(fd: int, start: int, end: int, hasher: Hasher) -> None:
+    """Hash bytes [start, end) straight from the page cache, one small mmap window at a time.
+
+    Mapping instead of pread saves a copy per byte; small windows keep the mapped (resident)
+    pages, which count toward the process RSS, to HASH_BLOCK per hashing thread.
+    """
+    page = mmap.ALLOCATIONGRANULARITY
     pos = start
     while pos < end:
-        block = os.pread(fd, min(HASH_BLOCK, end - pos), pos)
-        if not block:
-            raise OSError("unexpected end of file while hashing")
-        hasher.update(block)
-        pos += len(block)
+        base = pos - pos % page
+        stop = min(end, base + HASH_BLOCK)
+        with mmap.mmap(fd, stop - base, prot=mmap.PROT_READ, offset=base) as mapped:
+            with memoryview(mapped) as view:
+                hasher.update(view[pos - base : stop - base])
+        pos = stop

@@ -267,37 +267,55 @@ class Hasher:
 
     ```python
     hasher = Hasher(HashCache.under(config.hub_cache), workers=config.hash_workers, on_event=sink)
-    digests = await hasher.digest_all(jobs)
+    digests = await hasher.digest_all(jobs, on_digest=lambda rel, digest: ...)
     ```
+    Several `digest_all` calls may run at once (a push hashes ahead while it uploads): they share
+    the worker limiter, so the hashing threads never exceed `workers` in total.
     """
 
     def __init__(self, cache: HashCache, *, workers: int, on_event: EventSink = discard) -> None:
         self.cache = cache
         self._limiter = anyio.CapacityLimiter(max(1, workers))
+        # The cache is one SQLite connection: calls from concurrent digest_all() must take turns.
+        self._cache_lock = anyio.Lock()
         self._on_event = on_event
         self.bytes_hashed = 0
         self.cache_hits = 0
 
     async def cached(self, jobs: Sequence[HashJob]) -> dict[str, Digest]:
         """What the cache already knows about `jobs`, by `rel`, without reading any file."""
-        known = await anyio.to_thread.run_sync(self.cache.lookup, [j.key for j in jobs])
+        async with self._cache_lock:
+            known = await anyio.to_thread.run_sync(self.cache.lookup, [j.key for j in jobs])
         return {j.rel: known[j.key] for j in jobs if j.key in known}
 
-    async def digest_all(self, jobs: Iterable[HashJob]) -> dict[str, Digest]:
+    async def digest_all(
+        self,
+        jobs: Iterable[HashJob],
+        *,
+        on_digest: Callable[[str, Digest], None] | None = None,
+    ) -> dict[str, Digest]:
         """Digest every job (cache first), keyed by `rel`; store the new digests in the cache.
 
+        `on_digest(rel, digest)` is called on the event loop as soon as each digest is known
+        (cache hits first), so a caller can act on one file while others are still hashed.
         Raises OSError when a file cannot be read; ValueError when one changed while hashed.
         """
         jobs = list(jobs)
         known = await self.cached(jobs)
         out: dict[str, Digest] = {}
         todo: list[tuple[HashJob, Digest | None]] = []
+
+        def done(rel: str, digest: Digest) -> None:
+            out[rel] = digest
+            if on_digest is not None:
+                on_digest(rel, digest)
+
         for job in jobs:
             hit = known.get(job.rel)
             if hit is not None and hit.has(sha256=job.sha256, sha1=job.sha1):
-                out[job.rel] = hit
                 self.cache_hits += 1
                 self._on_event(FileHashed(job.rel, 0))
+                done(job.rel, hit)
             else:
                 todo.append((job, hit))
         fresh: dict[FileKey, Digest] = {}
@@ -309,21 +327,24 @@ class Hasher:
             def report(n: int) -> None:
                 anyio.from_thread.run_sync(self._report, job.rel, n)
 
-            digest = await anyio.to_thread.run_sync(
-                lambda: hash_file(job.path, sha256=need256, sha1=need1, progress=report),
-                limiter=self._limiter,
-            )
+            def work() -> tuple[Digest, bool]:
+                digest = hash_file(job.path, sha256=need256, sha1=need1, progress=report)
+                # A file touched while it was read must not be remembered under its old key.
+                return digest, FileKey.of(job.path) == job.key
+
+            digest, steady = await anyio.to_thread.run_sync(work, limiter=self._limiter)
             if partial is not None:
                 digest = digest.merged(partial)
-            out[job.rel] = digest
-            # A file touched while it was read must not be remembered under its old key.
-            if FileKey.of(job.path) == job.key:
+            if steady:
                 fresh[job.key] = digest
+            done(job.rel, digest)
 
         async with anyio.create_task_group() as tg:
             for job, partial in todo:
                 tg.start_soon(run, job, partial)
-        await anyio.to_thread.run_sync(self.cache.store, fresh)
+        if fresh:
+            async with self._cache_lock:
+                await anyio.to_thread.run_sync(self.cache.store, fresh)
         return out
 
     def _report(self, rel: str, n: int) -> None:

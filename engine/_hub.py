@@ -71,9 +71,11 @@ class Stream:
         self.status = resp.status
         self.headers = _headers(resp)
 
-    async def iter_chunks(self, size: int = 1 << 20) -> AsyncIterator[bytes]:
+    async def iter_chunks(self, size: int | None = None) -> AsyncIterator[bytes]:
+        """The body in pieces: of at most `size` bytes, or (None) as they arrive, without copies."""
         try:
-            async for chunk in self._resp.content.iter_chunked(size):
+            chunks = self._resp.content.iter_any() if size is None else self._resp.content.iter_chunked(size)
+            async for chunk in chunks:
                 yield chunk
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
             raise E.TransportError(

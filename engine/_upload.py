@@ -12,7 +12,7 @@ import base64
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ import anyio
 from engine._api import quote_rev
 from engine._errors import IntegrityError, ProtocolError
 from engine._events import BytesMoved, EventSink, FileFinished, FileStarted, discard
-from engine._hub import Ctx, HubClient
+from engine._hub import Ctx, HubClient, HubResponse
 from engine._models import RepoRef
 
 PREUPLOAD_BATCH = 256  # what the official client sends per call (§8.2)
@@ -222,7 +222,7 @@ async def lfs_batch(
 
 
 def _pread(path: Path, offset: int, length: int) -> bytes:
-    """Read `length` bytes at `offset` (blocking). A fresh read per attempt keeps memory bounded."""
+    """Read `length` bytes at `offset` (blocking: run it on a worker thread)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         data = os.pread(fd, length, offset)
@@ -265,9 +265,7 @@ async def upload_object(
         sent = await _multipart(client, obj, path, rel=rel, limiter=part_limiter, on_event=on_event)
     else:
         async with part_limiter:
-            await client.send(
-                "PUT", obj.upload.href, body=_reader(path, 0, obj.size), auth=False, ok=lambda s: s < 300
-            )
+            await _put(client, obj.upload.href, path, 0, obj.size)
         on_event(BytesMoved(rel, obj.size))
         sent = obj.size
     if obj.verify is not None:
@@ -281,8 +279,16 @@ async def upload_object(
     return sent
 
 
-def _reader(path: Path, offset: int, length: int) -> Callable[[], bytes]:
-    return lambda: _pread(path, offset, length)
+async def _put(client: HubClient, url: str, path: Path, offset: int, length: int) -> HubResponse:
+    """PUT `length` bytes of `path` from `offset`, read on a worker thread (never on the loop).
+
+    The bytes live until the request ends, retries included: callers bound how many PUTs are in
+    flight, which is what bounds memory. aiohttp copies a body at least twice on its way to the
+    socket (headers joined with it, then the unsent tail into the transport buffer), so one part
+    costs about three times its size at its peak.
+    """
+    data = await anyio.to_thread.run_sync(_pread, path, offset, length)
+    return await client.send("PUT", url, body=data, auth=False, ok=lambda s: s < 300)
 
 
 async def _multipart(
@@ -302,9 +308,7 @@ async def _multipart(
         offset = (number - 1) * chunk
         length = min(chunk, obj.size - offset)
         async with limiter:
-            resp = await client.send(
-                "PUT", url, body=_reader(path, offset, length), auth=False, ok=lambda s: s < 300
-            )
+            resp = await _put(client, url, path, offset, length)
         etag = resp.headers.get("etag")
         if not etag:
             raise ProtocolError(f"part {number} of {rel} was stored without an ETag", url=url.split("?")[0])

@@ -1,0 +1,135 @@
+"""The HTTP core against a LocalHub: retries, Retry-After, RateLimit headers, token hygiene."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from engine import (
+    Engine,
+    EngineConfig,
+    Event,
+    HostPaused,
+    HubServerError,
+    NotFoundError,
+    RateLimitedError,
+    RepoRef,
+    RetryPolicy,
+    RetryScheduled,
+    load_config,
+)
+from engine._hub import HubClient
+from engine.testing.hub import LocalHub
+
+FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
+TOKEN = "hf_secret_token_never_to_be_printed_00"
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    with LocalHub.in_thread(rate_limit_window_s=2) as h:
+        h.add_token(TOKEN, user="acme", role="read")
+        h.add_repo("acme/tiny", {"config.json": b"{}"})
+        yield h
+
+
+def cfg(hub: LocalHub, **kw: Any) -> EngineConfig:
+    return load_config(os.environ, endpoint=hub.url, **{"retry": FAST, **kw})
+
+
+def statuses(hub: LocalHub) -> list[int]:
+    return [r.status for r in hub.stats().requests]
+
+
+@pytest.mark.anyio
+async def test_503s_are_retried_with_growing_attempts(hub: LocalHub) -> None:
+    hub.fail(status=503, times=2, path_contains="/api/models/acme/tiny")
+    events: list[Event] = []
+    async with Engine(cfg(hub), on_event=events.append) as engine:
+        info = await engine.info(RepoRef.parse("model", "acme/tiny"))
+    assert info.info.id == "acme/tiny"
+    assert [e.attempt for e in events if isinstance(e, RetryScheduled)] == [1, 2]
+    assert statuses(hub) == [503, 503, 200]
+
+
+@pytest.mark.anyio
+async def test_retries_are_capped_at_five_then_the_error_is_mapped(hub: LocalHub) -> None:
+    hub.fail(status=500, times=50, path_contains="/api/models/acme/tiny")
+    async with Engine(cfg(hub)) as engine:
+        with pytest.raises(HubServerError, match="after retries"):
+            await engine.info(RepoRef.parse("model", "acme/tiny"))
+    assert statuses(hub) == [500] * 6
+    hub.reset()
+    hub.fail(status=429, times=50)
+    async with Engine(cfg(hub)) as engine:
+        with pytest.raises(RateLimitedError):
+            await engine.search("model", "tiny")
+
+
+@pytest.mark.anyio
+async def test_other_4xx_are_not_retried(hub: LocalHub) -> None:
+    async with Engine(cfg(hub)) as engine:
+        with pytest.raises(NotFoundError):
+            await engine.info(RepoRef.parse("model", "acme/missing"))
+    assert statuses(hub) == [404]
+
+
+@pytest.mark.anyio
+async def test_retry_after_pauses_the_whole_host_and_says_why(hub: LocalHub) -> None:
+    # Retry-After above the 0.05 s cap of the schedule is still honoured in full.
+    hub.fail(status=429, times=1, path_contains="/api/models/acme/tiny", retry_after="1")
+    events: list[Event] = []
+    async with Engine(cfg(hub), on_event=events.append) as engine:
+        ref = RepoRef.parse("model", "acme/tiny")
+
+        async def second() -> None:
+            await anyio.sleep(0.2)  # starts while the host is paused
+            await engine.api.list_tree(ref, "main")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.info, ref)
+            tg.start_soon(second)
+    paused = [e for e in events if isinstance(e, HostPaused)]
+    assert paused and paused[0].delay_s == 1.0 and "429" in paused[0].reason
+    seen = [(r.kind, r.status) for r in hub.stats().requests]
+    assert seen.count(("info", 429)) == 1
+    # Without the host-wide pause the tree call (sent at 0.2 s) would beat the retry (at 1 s).
+    assert seen.index(("tree", 200)) > seen.index(("info", 200))
+
+
+@pytest.mark.anyio
+async def test_ratelimit_headers_slow_the_client_before_a_429(hub: LocalHub) -> None:
+    hub.set_rate_limit(api=3)
+    events: list[Event] = []
+    async with Engine(cfg(hub), on_event=events.append) as engine:
+        for _ in range(5):
+            await engine.search("model", "tiny")
+    assert 429 not in statuses(hub)
+    assert any(isinstance(e, HostPaused) and "rate-limit" in e.reason for e in events)
+
+
+@pytest.mark.anyio
+async def test_token_goes_to_the_hub_only_and_never_into_errors(hub: LocalHub) -> None:
+    hub.add_repo("acme/private", {"model.safetensors": b"x" * 100}, private=True)
+    async with Engine(cfg(hub, token=TOKEN)) as engine:
+        info = await engine.info(RepoRef.parse("model", "acme/private"))
+        assert info.info.private
+        with pytest.raises(NotFoundError) as err:
+            await engine.info(RepoRef.parse("model", "acme/missing"))
+    assert TOKEN not in str(err.value)
+    api_requests = [r for r in hub.stats().requests if r.kind != "blob"]
+    assert api_requests and all(r.authorized for r in api_requests)
+
+
+@pytest.mark.anyio
+async def test_offline_client_sends_nothing(hub: LocalHub) -> None:
+    from engine import OfflineError
+
+    async with HubClient(cfg(hub, offline=True)) as client:
+        with pytest.raises(OfflineError):
+            await client.get_json("/api/models")
+    assert hub.stats().total == 0
