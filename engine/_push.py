@@ -6,19 +6,24 @@ The order of steps is the safety contract:
    and other version-control folders are never sent);
 2. scan the selection for secrets; any finding stops the push before a single request;
 3. read the remote head and tree (create the repo or branch when missing);
-4. hash local files (hash cache first) and keep those whose oid differs from the remote's;
+4. hash local files (hash cache first); each file whose oid differs from the remote's goes on
+   at once, while the other files are still being hashed:
 5. preupload decides regular vs LFS; LFS objects go through the batch API, and objects the
    server already stores are not sent again, so an interrupted push resumes when re-run;
-6. commit in batches (see `plan_commits`), each batch one NDJSON POST with `parentCommit`, so
-   a commit is never partial and a concurrent push is detected instead of overwritten.
+6. once every transfer has landed, commit in batches (see `plan_commits`), each batch one
+   NDJSON POST with `parentCommit`, so a commit is never partial and a concurrent push is
+   detected instead of overwritten. A failure before that point commits nothing.
 
-Events: `PlanReady` is emitted twice: first for hashing (files and bytes that the cache could
-not answer), then for uploading (changed files and the bytes to send). `FileHashed` reports
-hashing progress, `FileStarted`/`BytesMoved`/`FileFinished` the transfers.
+Events: `PlanReady` is emitted twice before hashing starts: first for hashing (files and bytes
+that the cache could not answer), then for uploading (files the cache cannot prove unchanged and
+their bytes: an upper bound, and those found unchanged later get `FileFinished(skipped=True)`).
+`FileHashed` reports hashing progress, `FileStarted`/`BytesMoved`/`FileFinished` the transfers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +34,22 @@ import anyio.to_thread
 import xxhash
 
 from engine._api import validate_revision
-from engine._errors import AuthRequiredError, NotFoundError, SecretsFoundError
-from engine._events import BytesMoved, Notice, PlanReady
-from engine._hashing import Action, HashCache, Hasher, HashJob, LocalFile, collect_files, digest_bytes
+from engine._errors import AuthRequiredError, BatutaError, NotFoundError, SecretsFoundError
+from engine._events import BytesMoved, FileFinished, Notice, PlanReady
+from engine._hashing import (
+    Action,
+    Digest,
+    HashCache,
+    Hasher,
+    HashJob,
+    LocalFile,
+    collect_files,
+    digest_bytes,
+)
 from engine._models import RemoteFile, RepoRef
 from engine._select import match_globs
 from engine._upload import (
+    PREUPLOAD_BATCH,
     AddFile,
     CommitResult,
     LfsObject,
@@ -49,6 +64,9 @@ from engine._upload import (
 )
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from engine._engine import Engine
 
 # Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
@@ -68,7 +86,7 @@ LFS_SUFFIXES = (
 )  # fmt: skip
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
-PARTS_IN_FLIGHT = 8
+PARTS_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +271,26 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hub_cache)
     try:
         await anyio.to_thread.run_sync(check_secrets, folder, files, cache)
-        return await _Run(engine, ref, options, files, cache).go(folder)
+        try:
+            return await _Run(engine, ref, options, files, cache).go(folder)
+        except ExceptionGroup as group:
+            # Task groups wrap a failure (and whatever it cancelled) in an ExceptionGroup; the
+            # caller maps error types to exit codes, so hand it the failure that started it.
+            raise _first_failure(group) from None
     finally:
         cache.close()
+
+
+def _first_failure(group: ExceptionGroup[Exception]) -> Exception:
+    leaves: list[Exception] = []
+    pending: list[Exception] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, ExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next((e for e in leaves if isinstance(e, BatutaError)), leaves[0])
 
 
 class _Run:
@@ -268,6 +303,12 @@ class _Run:
         self.sink = engine.on_event
         cfg = engine.config
         self.hasher = Hasher(cache, workers=cfg.hash_workers, on_event=self.sink)
+        self.file_limiter = anyio.CapacityLimiter(max(1, cfg.files_in_flight))
+        # A part in flight costs about three times its size (see `_upload._put`): with the Hub's
+        # 16 MiB parts, PARTS_IN_FLIGHT bounds the transfer buffers near 100 MiB. Two parts keep a
+        # 2-core machine's client and server busy (measured: more add memory, not speed); a
+        # streaming request body in the HTTP core would make more parts in flight nearly free.
+        self.part_limiter = anyio.CapacityLimiter(max(1, min(cfg.max_connections, PARTS_IN_FLIGHT)))
         self.remote: dict[str, RemoteFile] = {}
         self.deletes: list[str] = []
         self.notices: list[str] = []
@@ -276,6 +317,7 @@ class _Run:
         self.pr_url: str | None = None
         self.created = self.card = False
         self.uploaded = self.inline = self.reused = 0
+        self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
 
     async def go(self, folder: Path) -> PushResult:
         opts, ref = self.opts, self.ref
@@ -297,111 +339,204 @@ class _Run:
             self.files.sort(key=lambda f: f.rel)
             self.card = True
         self.head, self.remote, self.created = await _remote_state(self.engine, ref, opts, self.notices)
-        await self._hash()
-        changed = self._diff()
-        for f in changed:
-            if f.path is not None:
-                f.sample = await anyio.to_thread.run_sync(read_sample, f.path)
-        if opts.dry_run or not (changed or self.deletes):
-            for f in changed:
-                r = self.remote.get(f.rel)
-                f.lfs = _guess_lfs(f, r)
+        self.deletes = self._deletions()
+        if opts.dry_run:
+            await self._plan_only()
             return self._result()
-        adds = await self._preupload(changed)
+        adds = await self._hash_and_upload()
         if adds or self.deletes:
-            await self._upload_and_commit(adds)
+            await self._commit(adds)
         return self._result()
 
-    async def _hash(self) -> None:
-        jobs = [
+    # -- what changed -----------------------------------------------------------------------
+
+    def _jobs(self) -> list[HashJob]:
+        return [
             HashJob(f.rel, f.path, f.key, *_needs(f, self.remote.get(f.rel)))
             for f in self.files
             if f.path is not None and f.key is not None
         ]
+
+    def _classify(self, f: LocalFile) -> bool:
+        """Mark `f` add/update/unchanged by its digest; True when it must be sent."""
+        r = self.remote.get(f.rel)
+        if r is not None and _same(f, r):
+            f.action, f.lfs = "unchanged", r.is_lfs
+            return False
+        f.action = "add" if r is None else "update"
+        return True
+
+    def _deletions(self) -> list[str]:
+        if not self.opts.delete:
+            return []
+        local = {f.rel for f in self.files}
+        inc, exc = self.opts.include, self.opts.exclude
+        return sorted(
+            p for p in self.remote if p not in local and p not in _NEVER_DELETE and match_globs(p, inc, exc)
+        )
+
+    async def _plan_only(self) -> None:
+        """Dry run: hash, compare, and guess LFS the way the Hub would, sending nothing."""
+        jobs = self._jobs()
         known = await self.hasher.cached(jobs)
-        todo = [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
-        self.sink(PlanReady(len(todo), sum(j.key.size for j in todo), len(jobs) - len(todo), 0))
+        self._announce_hashing(jobs, known)
         digests = await self.hasher.digest_all(jobs)
+        changed = []
         for f in self.files:
             f.digest = f.digest or digests.get(f.rel)
-
-    def _diff(self) -> list[LocalFile]:
-        """Mark each local file add/update/unchanged, return the changed ones, list the deletions."""
-        changed: list[LocalFile] = []
-        for f in self.files:
-            r = self.remote.get(f.rel)
-            if r is not None and _same(f, r):
-                f.action, f.lfs = "unchanged", r.is_lfs
-            else:
-                f.action = "add" if r is None else "update"
+            if self._classify(f):
                 changed.append(f)
-        if self.opts.delete:
-            local = {f.rel for f in self.files}
-            inc, exc = self.opts.include, self.opts.exclude
-            self.deletes = sorted(
-                p
-                for p in self.remote
-                if p not in local and p not in _NEVER_DELETE and match_globs(p, inc, exc)
-            )
-        return changed
+        await self._read_samples(changed)
+        for f in changed:
+            f.lfs = _guess_lfs(f, self.remote.get(f.rel))
 
-    async def _preupload(self, changed: list[LocalFile]) -> list[LocalFile]:
-        """Let the server pick regular or LFS per file; drop what it says to ignore."""
+    def _announce_hashing(self, jobs: Sequence[HashJob], known: dict[str, Digest]) -> None:
+        todo = [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
+        self.sink(PlanReady(len(todo), sum(j.key.size for j in todo), len(jobs) - len(todo), 0))
+
+    async def _read_samples(self, files: Sequence[LocalFile]) -> None:
+        on_disk = [f for f in files if f.path is not None]
+        if on_disk:
+            samples = await anyio.to_thread.run_sync(lambda: [read_sample(_path(f)) for f in on_disk])
+            for f, sample in zip(on_disk, samples, strict=True):
+                f.sample = sample
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    async def _hash_and_upload(self) -> list[LocalFile]:
+        """Hash every file and send each changed one as soon as its digest is known.
+
+        Hashing runs ahead on the worker threads while the files already hashed go through
+        preupload, the LFS batch API and their transfers, so the disk, the cores and the network
+        work at the same time. Nothing is committed here: the commits (`_commit`) start only
+        once every transfer has succeeded, so a failure at any point leaves no partial commit,
+        and a re-run finds the objects that did land already stored.
+        """
+        jobs = self._jobs()
+        known = await self.hasher.cached(jobs)
+        self._announce_hashing(jobs, known)
+        # The upload plan comes before hashing ends; files the cache cannot vouch for count as
+        # changed, so the total is an upper bound (files found unchanged get FileFinished(skipped)).
+        maybe = [f for f in self.files if not self._known_same(f, known.get(f.rel))]
+        self.sink(
+            PlanReady(
+                len(maybe) + len(self.deletes), sum(f.size for f in maybe), len(self.files) - len(maybe), 0
+            )
+        )
+        by_rel = {f.rel: f for f in self.files}
+        maybe_rels = {f.rel for f in maybe}
+        send, receive = anyio.create_memory_object_stream[LocalFile](max_buffer_size=math.inf)
+
+        def hashed(rel: str, digest: Digest) -> None:
+            f = by_rel[rel]
+            f.digest = digest
+            if self._classify(f):
+                send.send_nowait(f)
+            elif rel in maybe_rels:
+                self.sink(FileFinished(rel, skipped=True))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._upload_stage, receive)
+            with send:
+                for f in self.files:
+                    if f.path is None and self._classify(f):  # generated: digest known already
+                        send.send_nowait(f)
+                await self.hasher.digest_all(jobs, on_digest=hashed)
+        return [f for f in self.files if f.action in ("add", "update")]
+
+    def _known_same(self, f: LocalFile, cached: Digest | None) -> bool:
+        r = self.remote.get(f.rel)
+        if r is None or f.size != r.size:
+            return False
+        digest = f.digest or cached
+        if digest is None:
+            return False
+        return digest.sha256 == r.lfs_sha256 if r.is_lfs else digest.sha1 == r.blob_id
+
+    async def _upload_stage(self, receive: MemoryObjectReceiveStream[LocalFile]) -> None:
+        """Take changed files as hashing yields them, in batches of whatever has piled up."""
+        async with receive, anyio.create_task_group() as transfers:
+            async for first in receive:
+                batch = [first]
+                with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                    while len(batch) < PREUPLOAD_BATCH:
+                        batch.append(receive.receive_nowait())
+                await self._preupload(batch)
+                await self._start_transfers(batch, transfers)
+
+    async def _preupload(self, changed: list[LocalFile]) -> None:
+        """Let the server pick regular or LFS per file; mark what it says to ignore."""
         opts = self.opts
+        await self._read_samples([f for f in changed if not f.sample])
         files = [(f.rel, f.size, f.sample) for f in changed]
         answers = await preupload(
             self.engine.client, self.ref, opts.revision, files, create_pr=opts.create_pr
         )
-        adds: list[LocalFile] = []
         for f in changed:
             answer = answers.get(f.rel)
             f.lfs = answer is not None and answer.mode == "lfs"
             if answer is not None and answer.should_ignore:
                 f.action = "ignored"
-            else:
-                adds.append(f)
         # Compared by git sha1 only (same size as a regular remote file), yet LFS now: needs sha256.
-        missing = [f for f in adds if f.lfs and f.digest is not None and f.digest.sha256 is None]
+        missing = [
+            f
+            for f in changed
+            if f.lfs and f.action != "ignored" and f.digest is not None and f.digest.sha256 is None
+        ]
         extra = await self.hasher.digest_all(
             HashJob(f.rel, _path(f), f.key, True, False) for f in missing if f.key
         )
         for f in missing:
             f.digest = extra[f.rel].merged(f.digest) if f.digest else extra[f.rel]
-        return adds
 
-    async def _upload_and_commit(self, adds: list[LocalFile]) -> None:
-        client, opts, cfg = self.engine.client, self.opts, self.engine.config
-        self.sink(
-            PlanReady(
-                len(adds) + len(self.deletes), sum(f.size for f in adds), len(self.files) - len(adds), 0
-            )
+    async def _start_transfers(self, batch: list[LocalFile], tg: TaskGroup) -> None:
+        """Announce the batch's LFS objects; start a transfer for each one the server lacks."""
+        wanted: dict[str, LocalFile] = {}
+        for f in batch:
+            oid = f.digest.sha256 if f.lfs and f.action != "ignored" and f.digest else None
+            # Two files with the same content are one object: the first announcement sends it,
+            # and the commit waits for every transfer, so the second file can rely on it.
+            if oid is not None and oid not in self.announced:
+                self.announced.add(oid)
+                wanted[oid] = f
+        if not wanted:
+            return
+        opts = self.opts
+        objects = await lfs_batch(
+            self.engine.client,
+            self.ref,
+            opts.revision,
+            [(oid, f.size) for oid, f in wanted.items()],
+            create_pr=opts.create_pr,
         )
-        file_limiter = anyio.CapacityLimiter(max(1, cfg.files_in_flight))
-        # Each part in flight holds its bytes in memory (one pread per attempt), so the number of
-        # parts in flight is what bounds memory: PARTS_IN_FLIGHT x chunk_size (16 MiB on the Hub).
-        part_limiter = anyio.CapacityLimiter(max(1, min(cfg.max_connections, PARTS_IN_FLIGHT)))
+        for obj in objects:
+            if obj.upload is None:
+                self.reused += 1  # already stored: an earlier, interrupted push sent it
+            else:
+                tg.start_soon(self._transfer, obj, wanted[obj.oid])
+
+    async def _transfer(self, obj: LfsObject, f: LocalFile) -> None:
+        async with self.file_limiter:
+            sent = await upload_object(
+                self.engine.client,
+                obj,
+                _path(f),
+                rel=f.rel,
+                part_limiter=self.part_limiter,
+                on_event=self.sink,
+            )
+        self.uploaded += sent
+
+    # -- commits ----------------------------------------------------------------------------
+
+    async def _commit(self, adds: list[LocalFile]) -> None:
+        """Commit `adds` and the deletions, each batch of `plan_commits` one NDJSON POST."""
+        client, opts = self.engine.client, self.opts
         revision, create_pr = opts.revision, opts.create_pr
         batches = plan_commits(adds, self.deletes)
         message = _describe_message(opts, len(adds), len(self.deletes))
-
-        async def send(obj: LfsObject, f: LocalFile) -> None:
-            async with file_limiter:
-                sent = await upload_object(
-                    client, obj, _path(f), rel=f.rel, part_limiter=part_limiter, on_event=self.sink
-                )
-            self.uploaded += sent
-
         for index, (batch, dels) in enumerate(batches, start=1):
-            by_oid = {f.digest.sha256: f for f in batch if f.lfs and f.digest and f.digest.sha256}
-            wanted = [(oid, f.size) for oid, f in by_oid.items()]
-            objects = await lfs_batch(client, self.ref, revision, wanted, create_pr=create_pr)
-            async with anyio.create_task_group() as tg:
-                for obj in objects:
-                    if obj.upload is None:
-                        self.reused += 1  # already stored: an earlier, interrupted push sent it
-                    else:
-                        tg.start_soon(send, obj, by_oid[obj.oid])
-            ops = [await self._operation(f) for f in batch]
+            ops = await self._operations(batch)
             summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
             payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
             result = await commit(client, self.ref, revision, payload, create_pr=create_pr)
@@ -417,13 +552,21 @@ class _Run:
         if len(batches) > 1:
             self.sink(Notice(f"pushed in {len(batches)} commits (at most {MAX_COMMIT_OPS} files each)"))
 
-    async def _operation(self, f: LocalFile) -> AddFile:
-        if f.lfs:
-            assert f.digest is not None and f.digest.sha256 is not None
-            return AddFile(f.rel, f.size, sha256=f.digest.sha256)
-        data = f.data if f.data is not None else await anyio.Path(_path(f)).read_bytes()
-        self.inline += len(data)
-        return AddFile(f.rel, len(data), data=data)
+    async def _operations(self, batch: list[LocalFile]) -> list[AddFile]:
+        # Regular files are read in one thread hop for the whole batch, not one per file.
+        inline = await anyio.to_thread.run_sync(
+            lambda: {f.rel: _path(f).read_bytes() for f in batch if not f.lfs and f.data is None}
+        )
+        ops: list[AddFile] = []
+        for f in batch:
+            if f.lfs:
+                assert f.digest is not None and f.digest.sha256 is not None
+                ops.append(AddFile(f.rel, f.size, sha256=f.digest.sha256))
+            else:
+                data = f.data if f.data is not None else inline[f.rel]
+                self.inline += len(data)
+                ops.append(AddFile(f.rel, len(data), data=data))
+        return ops
 
     def _result(self) -> PushResult:
         rows = [PushedFile(f.rel, f.size, f.lfs, f.action) for f in self.files]

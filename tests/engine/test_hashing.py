@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
-from engine import Event, FileHashed, UsageError
+from engine import Event, FileHashed, UsageError, _hashing
 from engine._hashing import (
     BLOCK_BYTES,
     Digest,
@@ -119,6 +121,50 @@ async def test_hasher_uses_the_cache_and_computes_only_missing_digests(tmp_path:
     both = await second.digest_all([HashJob(j.rel, j.path, j.key, sha256=True, sha1=True) for j in jobs])
     assert all(d.sha1 == git_blob_sha1(files[k]) and d.sha256 == got[k].sha256 for k, d in both.items())
     second.cache.close()
+
+
+@pytest.mark.anyio
+async def test_digests_are_reported_as_they_land_and_concurrent_calls_share_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = []
+    for i in range(8):
+        p = write_old(tmp_path / f"f{i}.bin", os.urandom(100 + i))
+        jobs.append(HashJob(p.name, p, FileKey.of(p), sha256=True, sha1=False))
+    cache = HashCache(tmp_path / "db.sqlite")
+    await Hasher(cache, workers=2).digest_all(jobs[:1])  # one cache hit for later
+    running = peak = 0
+    lock = threading.Lock()
+    real = _hashing.hash_file
+
+    def slow_hash(path: Path, **kw: bool | None) -> Digest:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return real(path, sha256=bool(kw["sha256"]), sha1=bool(kw["sha1"]))
+
+    monkeypatch.setattr(_hashing, "hash_file", slow_hash)
+    hasher = Hasher(cache, workers=2)
+    seen: list[str] = []
+    results: list[dict[str, Digest]] = []
+
+    async def run(part: list[HashJob]) -> None:
+        results.append(await hasher.digest_all(part, on_digest=lambda rel, d: seen.append(rel)))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, jobs[:4])
+        tg.start_soon(run, jobs[4:])
+    assert peak == 2  # two calls at once, still never more threads than workers
+    assert seen[0] == "f0.bin"  # the cache hit is reported before any file is read
+    assert sorted(seen) == sorted(j.rel for j in jobs) and hasher.cache_hits == 1
+    assert {**results[0], **results[1]}["f5.bin"].sha256 == hashlib.sha256(
+        (tmp_path / "f5.bin").read_bytes()
+    ).hexdigest()
+    cache.close()
 
 
 def test_collect_files_filters_and_validates(tmp_path: Path) -> None:

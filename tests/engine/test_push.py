@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,9 +20,11 @@ from engine import (
     Engine,
     EngineConfig,
     Event,
+    FileFinished,
     FileHashed,
     ForbiddenError,
     HubServerError,
+    PlanReady,
     RepoRef,
     RetryPolicy,
     RetryScheduled,
@@ -460,3 +463,66 @@ async def test_scan_verdicts_are_cached_but_an_edited_file_is_scanned_again(
     )
     with pytest.raises(SecretsFoundError, match="notes/readme.txt:1"):
         await do_push(cfg(hub), folder)
+
+
+# ---- pipeline: hashing overlaps uploads, commits wait for all of them -----------------------------
+
+
+@pytest.mark.anyio
+async def test_a_failed_transfer_leaves_no_commit_and_the_rerun_sends_no_lfs_byte_twice(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path)
+    big = (folder / "weights" / "big.safetensors").read_bytes()
+    small = (folder / "model.safetensors").read_bytes()
+    hub.fail(status=500, times=1000, path_contains=f"/upload/{hashlib.sha256(big).hexdigest()}")
+    with pytest.raises(HubServerError):
+        await do_push(cfg(hub), folder)
+    first = hub.stats()
+    # Other files were hashed and uploaded meanwhile, yet nothing was committed.
+    assert first.count("commit") == 0 and not (hub.repo_dir(REPO) / "config.json").exists()
+    hub.reset()
+    result = await do_push(cfg(hub), folder)
+    assert len(result.commits) == 1 and result.lfs_reused + hub.stats().count("lfs-verify") == 2
+    # What landed in the failed run (the small object) is not sent again.
+    assert first.upload_bytes_received + hub.stats().upload_bytes_received == len(big) + len(small)
+    assert tree_bytes(hub.repo_dir(REPO))["weights/big.safetensors"] == big
+
+
+@pytest.mark.anyio
+async def test_identical_lfs_files_are_uploaded_once_and_both_committed(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    folder = tmp_path / "twins"
+    blob = os.urandom(MiB + 5)
+    for rel in ("a/shard.safetensors", "b/shard.safetensors", "c/shard.safetensors"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(blob)
+    age(folder)
+    result = await do_push(cfg(hub), folder, card=False)
+    assert result.bytes_uploaded == len(blob) and hub.stats().upload_bytes_received == len(blob)
+    assert {f.path for f in result.by_action("add")} == {
+        "a/shard.safetensors",
+        "b/shard.safetensors",
+        "c/shard.safetensors",
+    }
+    assert all(tree_bytes(hub.repo_dir(REPO))[f"{d}/shard.safetensors"] == blob for d in "abc")
+
+
+@pytest.mark.anyio
+async def test_upload_plan_is_announced_before_hashing_ends(hub: LocalHub, tmp_path: Path) -> None:
+    folder = model_folder(tmp_path)
+    events: list[Event] = []
+    await do_push(cfg(hub), folder, events=events)
+    kinds = [type(e).__name__ for e in events]
+    plans = [i for i, k in enumerate(kinds) if k == "PlanReady"]
+    assert len(plans) == 2 and plans[1] < max(i for i, k in enumerate(kinds) if k == "FileHashed")
+    # A re-push after touching a file (same content): it counts as maybe-changed, then skipped.
+    (folder / "config.json").touch()
+    events.clear()
+    again = await do_push(cfg(hub), folder, events=events)
+    assert again.up_to_date
+    upload_plan = [e for e in events if isinstance(e, PlanReady)][1]
+    assert upload_plan.files == 1 and [e.path for e in events if isinstance(e, FileFinished)] == [
+        "config.json"
+    ]
