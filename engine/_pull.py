@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Action = Literal["download", "present", "link"]
 LOCK_POLL_S = 0.2
+SIBLINGS_LIMIT = 50_000  # the Hub's own client lists the tree beyond this many siblings
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +111,14 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     if config.offline:
         return _pull_offline(ref, opts, cache, local)
 
-    info = await engine.api.repo_info(ref, opts.revision, blobs=False)
+    # One request gives the commit and, through `blobs=true` siblings, every file with its size
+    # and digests; the tree listing is only needed when siblings are missing or incomplete.
+    info = await engine.api.repo_info(ref, opts.revision, blobs=True)
     commit = info.sha
-    files = await engine.api.list_tree(ref, commit)
+    if info.files and len(info.files) < SIBLINGS_LIMIT and all(f.blob_id for f in info.files):
+        files = list(info.files)
+    else:
+        files = await engine.api.list_tree(ref, commit)
     scan = _hub_scan(info.raw)
     if scan:
         files = [replace(f, security_status=scan.get(f.path, f.security_status)) for f in files]
