@@ -130,6 +130,17 @@ def parse_tree_entry(item: Mapping[str, Any]) -> RemoteFile | None:
     )
 
 
+def hub_scan_verdicts(raw: Any) -> dict[str, str]:
+    """Per-file verdicts from `securityRepoStatus` when the Hub sent one (its shape is not fixed)."""
+    status = raw.get("securityRepoStatus") if isinstance(raw, Mapping) else None
+    out: dict[str, str] = {}
+    if isinstance(status, Mapping):
+        for item in status.get("filesWithIssues") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str):
+                out[item["path"]] = str(item.get("level") or "unsafe")
+    return out
+
+
 def _next_link(link: str | None) -> str | None:
     if not link:
         return None
@@ -191,8 +202,13 @@ class HubApi:
         path = f"/api/{ref.api_collection}/{ref.repo_id}"
         if revision:
             path += f"/revision/{quote_rev(validate_revision(revision))}"
-        params = {"blobs": "true"} if blobs else None
-        data = await self.client.get_json(path, ctx=Ctx(ref.repo_id, revision or "main"), params=params)
+        params = {"blobs": "true"} if blobs else {}
+        if ref.repo_type == "model":
+            # The Hub then adds `securityRepoStatus`, its own malware/pickle scan of the files.
+            params["securityStatus"] = "true"
+        data = await self.client.get_json(
+            path, ctx=Ctx(ref.repo_id, revision or "main"), params=params or None
+        )
         return RepoInfo.parse(data)
 
     async def list_tree(

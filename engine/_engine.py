@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from engine._api import HubApi, RepoInfo, RepoSummary
+from engine._api import HubApi, RepoInfo, RepoSummary, hub_scan_verdicts
 from engine._config import EngineConfig
 from engine._errors import UsageError
 from engine._events import EventSink, discard
@@ -39,17 +39,6 @@ class InfoResult:
     files: tuple[FileReport, ...]
     total_bytes: int
     quantizations: tuple[str, ...]
-
-
-def _hub_scan(raw: Any) -> dict[str, str]:
-    """Per-file verdicts from `securityRepoStatus` when the Hub sent one (its shape is not fixed)."""
-    status = raw.get("securityRepoStatus") if isinstance(raw, dict) else None
-    out: dict[str, str] = {}
-    if isinstance(status, dict):
-        for item in status.get("filesWithIssues") or []:
-            if isinstance(item, dict) and isinstance(item.get("path"), str):
-                out[item["path"]] = str(item.get("level") or "unsafe")
-    return out
 
 
 class Engine:
@@ -103,7 +92,7 @@ class Engine:
         from engine._select import available_quantizations, safety_of
 
         info = await self.api.repo_info(ref, revision)
-        scan = _hub_scan(info.raw)
+        scan = hub_scan_verdicts(info.raw)
         reports = []
         for f in info.files:
             safety = safety_of(f.path, scan.get(f.path) or f.security_status)

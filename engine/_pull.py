@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
+from engine._api import hub_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
 from engine._config import HostLimits
 from engine._download import Downloader, FileJob, new_hasher
@@ -19,7 +20,7 @@ from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanRe
 from engine._hub import Ctx
 from engine._models import RemoteFile, RepoRef
 from engine._ratelimit import TokenBucket
-from engine._select import Skipped, select_files
+from engine._select import SelectionResult, Skipped, select_files
 
 if TYPE_CHECKING:
     from engine._engine import Engine
@@ -96,12 +97,6 @@ def _blocked(items: tuple[Skipped, ...]) -> list[BlockedFile]:
     return [BlockedFile(s.file.path, s.file.size, s.reason) for s in items]
 
 
-def _hub_scan(raw: object) -> dict[str, str]:
-    from engine._engine import _hub_scan as scan
-
-    return scan(raw)
-
-
 async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     """Download the selected files of `ref` at `opts.revision`; see the module docstring."""
     started = time.monotonic()
@@ -119,17 +114,10 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         files = list(info.files)
     else:
         files = await engine.api.list_tree(ref, commit)
-    scan = _hub_scan(info.raw)
+    scan = hub_scan_verdicts(info.raw)
     if scan:
         files = [replace(f, security_status=scan.get(f.path, f.security_status)) for f in files]
-    selection = select_files(
-        files,
-        repo=ref.repo_id,
-        include=opts.include,
-        exclude=opts.exclude,
-        quantization=opts.quantization,
-        allow_unsafe=opts.allow_unsafe,
-    )
+    selection = _select(files, ref, opts)
     planned = [
         PlannedFile(f.path, f.size, f.is_lfs, _action(f, commit, cache, local)) for f in selection.selected
     ]
@@ -204,6 +192,17 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         if not isinstance(errors[0], IntegrityError):
             raise errors[0]
     return result
+
+
+def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> SelectionResult:
+    return select_files(
+        files,
+        repo=ref.repo_id,
+        include=opts.include,
+        exclude=opts.exclude,
+        quantization=opts.quantization,
+        allow_unsafe=opts.allow_unsafe,
+    )
 
 
 def _rate_bucket(max_rate: float | None) -> TokenBucket | None:
@@ -298,14 +297,7 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
             raise OfflineError(f"offline mode (HF_HUB_OFFLINE): {label} is not in the cache")
         commit = found
         files = cache.read_tree(commit) or [RemoteFile(p, 0, "") for p in cache.snapshot_files(commit)]
-    selection = select_files(
-        files,
-        repo=ref.repo_id,
-        include=opts.include,
-        exclude=opts.exclude,
-        quantization=opts.quantization,
-        allow_unsafe=opts.allow_unsafe,
-    )
+    selection = _select(files, ref, opts)
     root = local.root if local is not None else cache.snapshot(commit)
     missing = [f.path for f in selection.selected if not (root / f.path).exists()]
     if missing:

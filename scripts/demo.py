@@ -180,33 +180,10 @@ def push_demo(env: dict[str, str], work: Path) -> None:
     )
     (folder / "model.safetensors").write_bytes(os.urandom(12 * MiB))
     (folder / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.91, "eval_loss": 0.27}))
-    run(
-        env,
-        "--token",
-        TOKEN,
-        "hf",
-        "push",
-        "model",
-        str(folder),
-        "--repo",
-        "demo/my-classifier",
-        "--license",
-        "mit",
-    )
+    push = ["--token", TOKEN, "hf", "push", "model", str(folder), "--repo", "demo/my-classifier"]
+    run(env, *push, "--license", "mit")
     # The same command again: nothing changed, so nothing is sent and no commit is made.
-    run(
-        env,
-        "--token",
-        TOKEN,
-        "hf",
-        "push",
-        "model",
-        str(folder),
-        "--repo",
-        "demo/my-classifier",
-        "--license",
-        "mit",
-    )
+    run(env, *push, "--license", "mit")
     run(env, "--token", TOKEN, "hf", "pull", "model", "demo/my-classifier", "-o", str(work / "pulled"))
 
 

@@ -237,3 +237,32 @@ def test_batuta_reuses_what_the_official_client_downloaded(
     doc = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/interop2", "--json").stdout)
     assert doc["commit"] == commit and doc["downloaded"] == [] and doc["bytes_downloaded"] == 0
     assert hub.stats().blob_bytes_sent == 0 and hub.stats().count("resolve") == 0
+
+
+def test_persistent_corruption_fails_with_integrity_and_leaves_nothing(
+    run_cli: Run, hub: LocalHub, isolated_home: Path
+) -> None:
+    blob = os.urandom(10 * 1024)
+    commit = hub.add_repo("acme/bad", {"model.safetensors": blob, "config.json": b"{}"})
+    hub.flip_byte_once(path_contains="/blobs/", offset=3)
+    hub.flip_byte_once(path_contains="/blobs/", offset=3)
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/bad", "--quiet")
+    assert r.exit_code == ExitCode.INTEGRITY and "sha256 mismatch" in r.stderr
+    assert hub.stats().faults_fired.get("flip") == 2  # fetched, refetched once, then gave up
+    repo = isolated_home / "hub" / "models--acme--bad"
+    assert not (repo / "snapshots" / commit / "model.safetensors").exists()
+    assert (repo / "snapshots" / commit / "config.json").read_bytes() == b"{}"
+    assert not [p.name for p in (repo / "blobs").iterdir() if p.stat().st_size == len(blob)]
+
+
+def test_one_failing_file_makes_an_honest_non_zero_exit(
+    run_cli: Run, hub: LocalHub, isolated_home: Path
+) -> None:
+    hub.add_repo("acme/half", {"good.safetensors": b"g" * 100, "bad.safetensors": b"b" * 100})
+    hub.fail(status=500, times=100, path_contains="bad.safetensors")
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/half", "--json")
+    assert r.exit_code == ExitCode.INCOMPLETE and "bad.safetensors" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["downloaded"] == ["good.safetensors"] and [f["path"] for f in doc["failed"]] == [
+        "bad.safetensors"
+    ]

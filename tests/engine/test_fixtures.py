@@ -73,3 +73,20 @@ def test_resolve_observations_are_consistent_with_the_etag_rule() -> None:
         etag = item["etag"].strip('"')
         # LFS/Xet content: sha256 (64 hex); regular files and pointers: git sha1 (40 hex).
         assert len(etag) == (64 if "LFS file" in item["kind"] or "Xet" in item["kind"] else 40)
+
+
+def test_hub_scan_verdicts_mark_files_unsafe() -> None:
+    from engine._api import hub_scan_verdicts as _hub_scan
+    from engine._select import safety_of
+
+    raw = {
+        "securityRepoStatus": {
+            "scansDone": True,
+            "filesWithIssues": [{"path": "danger.dat", "level": "unsafe"}],
+        }
+    }
+    scan = _hub_scan(raw)
+    assert scan == {"danger.dat": "unsafe"}
+    assert not safety_of("danger.dat", scan.get("danger.dat")).safe
+    assert safety_of("config.json", scan.get("config.json")).safe
+    assert _hub_scan({"securityRepoStatus": None}) == {}
