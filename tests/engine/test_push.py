@@ -526,3 +526,12 @@ async def test_upload_plan_is_announced_before_hashing_ends(hub: LocalHub, tmp_p
     assert upload_plan.files == 1 and [e.path for e in events if isinstance(e, FileFinished)] == [
         "config.json"
     ]
+
+
+def test_scanner_id_is_the_fingerprint_of_the_scanner_source() -> None:
+    import xxhash
+
+    from engine import _secrets
+
+    expected = xxhash.xxh3_64_hexdigest(Path(_secrets.__file__).read_bytes())
+    assert push_mod.scanner_id() == expected
