@@ -422,7 +422,9 @@ class _Run:
         once every transfer has succeeded, so a failure at any point leaves no partial commit,
         and a re-run finds the objects that did land already stored.
         """
-        jobs = self._jobs()
+        # Largest first: their transfers are the longest, so they should start the earliest,
+        # and the last files hashed (small ones) leave no long transfer behind them.
+        jobs = sorted(self._jobs(), key=lambda j: -j.key.size)
         known = await self.hasher.cached(jobs)
         self._announce_hashing(jobs, known)
         # The upload plan comes before hashing ends; files the cache cannot vouch for count as
