@@ -115,3 +115,18 @@ def write_meta(root: Path, repo_id: str, meta: Mapping[str, object]) -> None:
 
 def self_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def bytecode_env(env: Mapping[str, str], pycache: Path) -> dict[str, str]:
+    """Let batuta run from cached bytecode, as an installed wheel does.
+
+    The project is an editable install; with PYTHONDONTWRITEBYTECODE=1 (set in these shells)
+    every run would compile engine/ and cli/ from source, while `hf` runs from site-packages,
+    whose bytecode pip wrote at install time. A bytecode prefix, warmed once, levels that.
+    """
+    out = dict(env)
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    out["PYTHONPYCACHEPREFIX"] = str(pycache)
+    code = "import cli.app, cli.push, cli.render, engine, engine._pull, engine._download, engine._push"
+    subprocess.run([sys.executable, "-c", code], env=out, check=True)
+    return out

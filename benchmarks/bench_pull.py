@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import BATUTA, HF, MiB, Run, Server, fresh, median, timed, write_meta
+from _common import BATUTA, HF, MiB, Run, Server, bytecode_env, fresh, median, timed, write_meta
 
 PER_CONN = 40_000_000
 LATENCY = 0.03
@@ -91,10 +91,11 @@ def contenders(server: Server, repo: str, work: Path, aria: bool) -> dict[str, C
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     }
     base.pop("HF_TOKEN", None)
+    batuta_env = bytecode_env(base, work / "pycache")
 
     def batuta() -> Run:
         home = fresh(work / "batuta-home")
-        return timed([*BATUTA, "hf", "pull", "model", repo, "--quiet"], {**base, "HF_HOME": str(home)})
+        return timed([*BATUTA, "hf", "pull", "model", repo, "--quiet"], {**batuta_env, "HF_HOME": str(home)})
 
     def hf() -> Run:
         home = fresh(work / "hf-home")
