@@ -58,3 +58,15 @@ def test_defaults_allow_a_burst_of_small_files_and_stay_in_the_window() -> None:
     assert RESOLVE_LIMITS.burst >= 2000
     assert RESOLVE_LIMITS.rate_per_s * 300 <= 3000
     assert API_LIMITS.rate_per_s * 300 <= 500
+
+
+def test_byte_budget_of_max_rate() -> None:
+    from engine._pull import _rate_bucket
+
+    clock = Clock()
+    bucket = _rate_bucket(2 * 1024 * 1024)
+    assert bucket is not None and _rate_bucket(None) is None
+    # Rebuild on the fake clock with the same limits: --max-rate 2M has a 1 MiB burst.
+    bucket = TokenBucket(HostLimits(rate_per_s=2 * 1024 * 1024, burst=1024 * 1024), clock)
+    assert bucket.reserve(1024 * 1024) == 0.0
+    assert bucket.reserve(4 * 1024 * 1024) == 2.0  # 4 MiB more at 2 MiB/s
