@@ -91,7 +91,11 @@ class Engine:
         """Repo metadata plus a per-file size, LFS and safety report."""
         from engine._select import available_quantizations, safety_of
 
-        info = await self.api.repo_info(ref, revision)
+        info = (
+            self._cached_info(ref, revision)
+            if self.config.offline
+            else await self.api.repo_info(ref, revision)
+        )
         scan = hub_scan_verdicts(info.raw)
         reports = []
         for f in info.files:
@@ -102,6 +106,35 @@ class Engine:
 
     async def list_files(self, ref: RepoRef, revision: str) -> Sequence[RemoteFile]:
         return await self.api.list_tree(ref, revision)
+
+    def _cached_info(self, ref: RepoRef, revision: str | None) -> RepoInfo:
+        """Offline: what the HF cache knows of `ref` (commit and files), without a request."""
+        from engine._cache import RepoCache
+        from engine._errors import OfflineError
+
+        cache = RepoCache(self.config.hub_cache, ref)
+        rev = revision or "main"
+        commit = cache.read_ref(rev)
+        if commit is None or not cache.snapshot(commit).is_dir():
+            raise OfflineError(f"offline mode (HF_HUB_OFFLINE): {ref.repo_id}@{rev} is not in the cache")
+        files = cache.read_tree(commit) or [
+            RemoteFile(p, (cache.snapshot(commit) / p).stat().st_size, "")
+            for p in cache.snapshot_files(commit)
+        ]
+        return RepoInfo(
+            id=ref.repo_id,
+            sha=commit,
+            author=ref.repo_id.split("/")[0],
+            private=False,
+            gated=False,
+            license=None,
+            task=None,
+            tags=(),
+            downloads=0,
+            likes=0,
+            last_modified=None,
+            files=tuple(files),
+        )
 
     async def pull(self, ref: RepoRef, options: PullOptions) -> PullResult:
         """Download a snapshot into the HF cache or a folder; see engine._pull."""

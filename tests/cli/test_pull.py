@@ -266,3 +266,20 @@ def test_one_failing_file_makes_an_honest_non_zero_exit(
     assert doc["downloaded"] == ["good.safetensors"] and [f["path"] for f in doc["failed"]] == [
         "bad.safetensors"
     ]
+
+
+def test_info_offline_answers_from_the_cache(
+    run_cli: Run, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = hub.add_repo("acme/cached", {"config.json": b"{}", "model.safetensors": b"w" * 64})
+    assert run_cli(*ep(hub), "hf", "pull", "model", "acme/cached", "--quiet").exit_code == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.reset()
+    doc = json.loads(run_cli(*ep(hub), "hf", "info", "model", "acme/cached", "--json").stdout)
+    assert doc["sha"] == commit and {f["path"]: f["size"] for f in doc["files"]} == {
+        "config.json": 2,
+        "model.safetensors": 64,
+    }
+    missing = run_cli(*ep(hub), "hf", "info", "model", "acme/other")
+    assert missing.exit_code == ExitCode.OFFLINE and "not in the cache" in missing.stderr
+    assert hub.stats().total == 0
