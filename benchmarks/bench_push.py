@@ -6,7 +6,8 @@ folder, and a re-push after changing one small file. Both tools run against the 
 (`python -m engine.server`, its own process); rounds interleave the tools; medians and ratios.
 
 Fairness: every first push starts cold (fresh HF cache, so batuta's hash cache is empty) and the
-server forgets every LFS object between runs, so no tool benefits from the other's uploads.
+server forgets every LFS object between runs, so no tool benefits from the other's uploads. Both
+tools run from bytecode, as installed packages do (see `tool_env`).
 
     .venv/bin/python benchmarks/bench_push.py             # full size, 3 rounds
     .venv/bin/python benchmarks/bench_push.py --scale 0.0625 --rounds 1   # quick: 256 MiB
