@@ -9,10 +9,12 @@ and network errors, and turns what is left into the BatutaError tree.
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -31,7 +33,44 @@ _MAX_REDIRECTS = 10
 # Other hosts (CDN, storage) are not metered by the Hub; the bucket only carries Retry-After pauses.
 _UNMETERED = HostLimits(rate_per_s=1e6, burst=1_000_000)
 
-Body = bytes | Callable[[], bytes] | None
+
+@dataclass(frozen=True, slots=True)
+class FileSlice:
+    """A request body streamed from `length` bytes of `path` at `offset`, re-read on each attempt.
+
+    Streaming keeps an upload's memory at one read block per request, where a `bytes` body is
+    held whole and copied again by aiohttp on its way to the socket.
+    """
+
+    path: Path
+    offset: int
+    length: int
+
+
+SLICE_BLOCK = 1 << 20
+
+
+async def _stream_slice(body: FileSlice) -> AsyncIterator[bytes]:
+    # Reads come from the page cache that hashing just filled: cheaper inline than on a thread.
+    fd = os.open(body.path, os.O_RDONLY)
+    try:
+        done = 0
+        while done < body.length:
+            block = os.pread(fd, min(SLICE_BLOCK, body.length - done), body.offset + done)
+            if not block:
+                raise E.IntegrityError(
+                    f"{body.path} shrank while being uploaded",
+                    path=str(body.path),
+                    expected=str(body.length),
+                    actual=str(done),
+                )
+            done += len(block)
+            yield block
+    finally:
+        os.close(fd)
+
+
+Body = bytes | Callable[[], bytes] | FileSlice | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +275,13 @@ class HubClient:
                 **(headers or {}),
                 **self._auth_headers(url, auth),
             }
-            data = body() if callable(body) else body
+            data: Any
+            if isinstance(body, FileSlice):
+                data = _stream_slice(body)
+                # An explicit length: storage services refuse chunked uploads.
+                req_headers["Content-Length"] = str(body.length)
+            else:
+                data = body() if callable(body) else body
             try:
                 async with self._session.request(
                     method, url, params=params, headers=req_headers, data=data, allow_redirects=False

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any, Literal
 import anyio
 
 from engine._api import quote_rev
-from engine._errors import IntegrityError, ProtocolError
+from engine._errors import ProtocolError
 from engine._events import BytesMoved, EventSink, FileFinished, FileStarted, discard
-from engine._hub import Ctx, HubClient, HubResponse
+from engine._hub import Ctx, FileSlice, HubClient, HubResponse
 from engine._models import RepoRef
 
 PREUPLOAD_BATCH = 256  # what the official client sends per call (§8.2)
@@ -221,20 +220,6 @@ async def lfs_batch(
     return out
 
 
-def _pread(path: Path, offset: int, length: int) -> bytes:
-    """Read `length` bytes at `offset` (blocking: run it on a worker thread)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
-    if len(data) != length:
-        raise IntegrityError(
-            f"{path} shrank while being uploaded", path=str(path), expected=str(length), actual=str(len(data))
-        )
-    return data
-
-
 def part_urls(header: Mapping[str, str], size: int) -> tuple[int, list[str]]:
     """Chunk size and the part URLs in part order, checked against `size` (§8.4 multipart)."""
     chunk = int(header["chunk_size"])
@@ -280,17 +265,9 @@ async def upload_object(
 
 
 async def _put(client: HubClient, url: str, path: Path, offset: int, length: int) -> HubResponse:
-    """PUT `length` bytes of `path` from `offset`, read afresh for each attempt.
-
-    The read runs on the event loop: reading on a worker thread was measured slower and made
-    glibc keep a 16 MiB arena per worker thread (peak RSS +100 MiB), and reads here come from
-    the page cache the hashing just filled. The bytes live until the attempt ends and aiohttp
-    copies them twice more on their way to the socket (headers joined with the body, then the
-    unsent tail into the transport buffer), so one part costs about three times its size at its
-    peak: callers bound the PUTs in flight, which is what bounds memory.
-    """
+    """PUT `length` bytes of `path` from `offset`, streamed from disk afresh for each attempt."""
     return await client.send(
-        "PUT", url, body=lambda: _pread(path, offset, length), auth=False, ok=lambda s: s < 300
+        "PUT", url, body=FileSlice(path, offset, length), auth=False, ok=lambda s: s < 300
     )
 
 
