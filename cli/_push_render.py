@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from cli._format import human_bytes
+
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
@@ -72,12 +74,6 @@ def _line(text: str, *, err: bool = False) -> None:
 
 def _emit_json(doc: object) -> None:
     _line(json.dumps(doc, indent=2, ensure_ascii=False))
-
-
-def human_bytes(n: float) -> str:
-    from cli.render import human_bytes as fmt
-
-    return fmt(n) if n >= 1024 else f"{n:.0f} B"
 
 
 @contextmanager
