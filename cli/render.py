@@ -10,20 +10,28 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from cli._format import human_bytes
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from engine import InfoResult, RepoSummary
     from engine._pull import PullResult
 
 
 def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     # NO_COLOR is honoured by rich itself; a pipe gets no colour and no animation.
     # soft_wrap: long lines (paths, URLs) stay whole for scripts and copy-paste.
     return Console(stderr=stderr, highlight=False, soft_wrap=True, no_color="NO_COLOR" in os.environ or None)
+
+
+def line(text: str, *, err: bool = False) -> None:
+    """One plain line (no markup, no wrapping): summaries that scripts may parse."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
 
 
 def emit_json(doc: Any) -> None:
@@ -49,6 +57,8 @@ def search_results(repo_type: str, hits: Sequence[RepoSummary], *, as_json: bool
     if not hits:
         out.print(f"no {repo_type}s found")
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for col, justify in (
         ("id", "left"),
@@ -108,6 +118,8 @@ def repo_info(result: InfoResult, *, as_json: bool) -> None:
         rows.append(("quantizations", ", ".join(result.quantizations)))
     for key, value in rows:
         out.print(f"{key + ':':<15}{value}", markup=False)
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for col, justify in (
         ("", "left"),
@@ -131,35 +143,45 @@ def server_ready(url: str, blob_url: str) -> None:
 
 
 class _TransferView:
-    """Turns engine events into a live rich display (or plain stderr lines)."""
+    """Turns engine events into a live rich display on a terminal, or plain stderr lines.
+
+    Off a terminal (or with --quiet / --json) rich is not even imported: a scripted pull pays
+    nothing for the display it does not show.
+    """
 
     def __init__(self, live: bool, verbose: bool) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.err = console(stderr=True)
         self.verbose = verbose
-        self.live = live
-        self.progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console(),
-            transient=True,
-            disable=not live,
-        )
-        self.total = self.progress.add_task("total", total=None, visible=False)
+        self.progress: Any = None
         self.tasks: dict[str, Any] = {}
         self.files_total = 0
         self.files_done = 0
+        if live:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=True,
+            )
+            self.total = self.progress.add_task("total", total=None, visible=False)
+
+    def say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False)  # above the live display
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def __call__(self, event: Any) -> None:
         from engine import (
@@ -174,50 +196,53 @@ class _TransferView:
         )
 
         match event:
-            case BytesMoved(path=path, n=n):
+            case BytesMoved(path=path, n=n) if self.progress is not None:
                 self.progress.advance(self.total, n)
                 if path in self.tasks:
                     self.progress.advance(self.tasks[path], n)
             case PlanReady(files=files, total_bytes=total, skipped=skipped):
                 self.files_total, self.files_done = files, skipped
-                self.progress.update(self.total, total=total, visible=True)
+                if self.progress is not None:
+                    self.progress.update(self.total, total=total, visible=True)
                 self._label()
-            case FileStarted(path=path, total_bytes=size):
-                if self.live and size > 0:
-                    self.tasks[path] = self.progress.add_task(path, total=size)
-            case FileFinished(path=path, skipped=skipped):
+            case FileStarted(path=path, total_bytes=size) if self.progress is not None and size > 0:
+                self.tasks[path] = self.progress.add_task(path, total=size)
+            case FileFinished(path=path):
                 self.files_done += 1
-                self._finish(path, skipped)
+                self._finish(path)
             case FileFailed(path=path, reason=reason):
                 self.files_done += 1
-                self._finish(path, True)
-                self.err.print(f"failed: {path}: {reason}", markup=False)
+                self._finish(path)
+                self.say(f"failed: {path}: {reason}")
             case HostPaused(host=host, delay_s=delay, reason=reason):
-                self.err.print(f"waiting {delay:.0f} s for {host}: {reason}", markup=False)
+                self.say(f"waiting {delay:.0f} s for {host}: {reason}")
             case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self.verbose:
-                self.err.print(f"retry {attempt} in {delay:.1f} s ({reason}): {url}", markup=False)
+                self.say(f"retry {attempt} in {delay:.1f} s ({reason}): {url}")
             case Notice(message=message):
-                self.err.print(message, markup=False)
+                self.say(message)
             case _:
                 pass
 
-    def _finish(self, path: str, skipped: bool) -> None:
+    def _finish(self, path: str) -> None:
         task = self.tasks.pop(path, None)
         if task is not None:
             self.progress.remove_task(task)
         self._label()
 
     def _label(self) -> None:
-        self.progress.update(self.total, description=f"total ({self.files_done}/{self.files_total} files)")
+        if self.progress is not None:
+            self.progress.update(
+                self.total, description=f"total ({self.files_done}/{self.files_total} files)"
+            )
 
 
 @contextmanager
 def transfer_progress(*, quiet: bool, verbose: bool = False) -> Iterator[Callable[[Any], None]]:
-    """A live progress display fed by engine events; static (nothing animated) off a terminal."""
-    live = not quiet and console().is_terminal
-    view = _TransferView(live, verbose)
-    if quiet:
-        view.progress.disable = True
+    """A live progress display fed by engine events; nothing animated off a terminal."""
+    view = _TransferView(not quiet and sys.stdout.isatty(), verbose)
+    if view.progress is None:
+        yield view
+        return
     with view.progress:
         yield view
 
@@ -249,40 +274,36 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
                 "mb_per_s": round(mb_s, 1),
             }
         )
+    elif result.dry_run:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("action", "file", "size"):
+            table.add_column(col, justify="right" if col == "size" else "left")
+        for f in result.files:
+            table.add_row(f.action, f.path, human_bytes(f.size))
+        for b in result.blocked:
+            table.add_row("blocked", b.path, human_bytes(b.size))
+        console().print(table)
+        todo = sum(f.size for f in result.files if f.action == "download")
+        line(
+            f"plan for {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.files)} files, "
+            f"{human_bytes(todo)} to download, {len(result.skipped)} already present, {len(result.blocked)} blocked"
+        )
     else:
-        out = console()
-        if result.dry_run:
-            table = Table(box=None, pad_edge=False)
-            for col in ("action", "file", "size"):
-                table.add_column(col, justify="right" if col == "size" else "left")
-            for f in result.files:
-                table.add_row(f.action, f.path, human_bytes(f.size))
-            for b in result.blocked:
-                table.add_row("blocked", b.path, human_bytes(b.size))
-            out.print(table)
-            todo = sum(f.size for f in result.files if f.action == "download")
-            out.print(
-                f"plan for {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.files)} files, "
-                f"{human_bytes(todo)} to download, {len(result.skipped)} already present, {len(result.blocked)} blocked",
-                markup=False,
-            )
-        else:
-            for b in result.allowed_unsafe:
-                console(stderr=True).print(
-                    f"warning: downloaded unsafe file {b.path} ({b.reason})", markup=False
-                )
-            out.print(
-                f"pulled {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.downloaded)} downloaded, "
-                f"{len(result.skipped)} already present, {len(result.blocked)} blocked, "
-                f"{human_bytes(result.bytes_downloaded)} in {result.seconds:.1f} s ({mb_s:.1f} MB/s)",
-                markup=False,
-            )
-            out.print(f"-> {result.destination}", markup=False)
-        if result.blocked:
-            console(stderr=True).print(
-                f"{len(result.blocked)} unsafe files were not downloaded (pass --allow-unsafe to get them)",
-                markup=False,
-            )
+        for b in result.allowed_unsafe:
+            line(f"warning: downloaded unsafe file {b.path} ({b.reason})", err=True)
+        line(
+            f"pulled {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.downloaded)} downloaded, "
+            f"{len(result.skipped)} already present, {len(result.blocked)} blocked, "
+            f"{human_bytes(result.bytes_downloaded)} in {result.seconds:.1f} s ({mb_s:.1f} MB/s)"
+        )
+        line(f"-> {result.destination}")
+    if result.blocked and not as_json:
+        line(
+            f"{len(result.blocked)} unsafe files were not downloaded (pass --allow-unsafe to get them)",
+            err=True,
+        )
     if result.failed:
         code = (
             ExitCode.INTEGRITY
