@@ -142,6 +142,11 @@ def server_ready(url: str, blob_url: str) -> None:
     out.print(f"use it with: HF_ENDPOINT={url}", markup=False)
 
 
+# rich redraws the whole display on every add_task: a line per file in flight is kept for files
+# big enough to watch; thousands of small files show in the total line's file count instead.
+FILE_LINE_BYTES = 1 << 20
+
+
 class _TransferView:
     """Turns engine events into a live rich display on a terminal, or plain stderr lines.
 
@@ -205,7 +210,7 @@ class _TransferView:
                 if self.progress is not None:
                     self.progress.update(self.total, total=total, visible=True)
                 self._label()
-            case FileStarted(path=path, total_bytes=size) if self.progress is not None and size > 0:
+            case FileStarted(path=path, total_bytes=size) if self.progress is not None and size >= FILE_LINE_BYTES:
                 self.tasks[path] = self.progress.add_task(path, total=size)
             case FileFinished(path=path):
                 self.files_done += 1
