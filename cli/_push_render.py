@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cli._format import human_bytes
+from cli.render import emit_json, line
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -63,17 +63,7 @@ class _PushProgress:
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
-            _line(text, err=True)
-
-
-def _line(text: str, *, err: bool = False) -> None:
-    stream = sys.stderr if err else sys.stdout
-    stream.write(text + "\n")
-    stream.flush()
-
-
-def _emit_json(doc: object) -> None:
-    _line(json.dumps(doc, indent=2, ensure_ascii=False))
+            line(text, err=True)
 
 
 @contextmanager
@@ -131,40 +121,40 @@ def push_document(result: PushResult) -> dict[str, Any]:
 
 def push_summary(result: PushResult, *, as_json: bool) -> None:
     if as_json:
-        _emit_json(push_document(result))
+        emit_json(push_document(result))
         return
     for note in result.notices:
-        _line(note)
+        line(note)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
     if result.dry_run:
         _dry_run_table(result)
         moving = sum(f.size for f in result.files if f.action in ("add", "update"))
-        _line(
+        line(
             f"dry run: would upload {counts['add'] + counts['update']} files ({human_bytes(moving)}), "
             f"delete {counts['delete']}, skip {counts['unchanged']} unchanged; nothing was sent"
         )
         return
     if result.up_to_date:
         ignored = f", {counts['ignored']} ignored by the repo's .gitignore" if counts["ignored"] else ""
-        _line(f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made")
+        line(f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made")
         return
     if result.created_repo:
-        _line(f"created {result.repo.repo_type} repo {result.repo.repo_id}")
+        line(f"created {result.repo.repo_type} repo {result.repo.repo_id}")
     if result.card_generated and any(
         f.path == "README.md" and f.action in ("add", "update") for f in result.files
     ):
-        _line("generated a model card (README.md)")
+        line("generated a model card (README.md)")
     reused = f", {result.lfs_reused} LFS objects already on the server" if result.lfs_reused else ""
-    _line(
+    line(
         f"pushed {counts['add']} new and {counts['update']} changed files to {where}, "
         f"deleted {counts['delete']}, {counts['unchanged']} unchanged "
         f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})"
     )
     for c in result.commits:
-        _line(f"commit {c.oid[:12]}  {c.url}")
+        line(f"commit {c.oid[:12]}  {c.url}")
     if result.pr_url:
-        _line(f"pull request: {result.pr_url}")
+        line(f"pull request: {result.pr_url}")
 
 
 def _dry_run_table(result: PushResult) -> None:
@@ -186,6 +176,6 @@ def _dry_run_table(result: PushResult) -> None:
 def secrets_found(exc: SecretsFoundError, *, as_json: bool) -> None:
     """Every finding (already masked by the engine) on stderr; the caller prints the error line."""
     if as_json:
-        _emit_json({"error": "secrets_found", "findings": exc.findings})
-    for line in exc.findings:
-        _line(f"  {line}", err=True)
+        emit_json({"error": "secrets_found", "findings": exc.findings})
+    for finding in exc.findings:
+        line(f"  {finding}", err=True)

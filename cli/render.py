@@ -210,7 +210,9 @@ class _TransferView:
                 if self.progress is not None:
                     self.progress.update(self.total, total=total, visible=True)
                 self._label()
-            case FileStarted(path=path, total_bytes=size) if self.progress is not None and size >= FILE_LINE_BYTES:
+            case FileStarted(path=path, total_bytes=size) if (
+                self.progress is not None and size >= FILE_LINE_BYTES
+            ):
                 self.tasks[path] = self.progress.add_task(path, total=size)
             case FileFinished(path=path):
                 self.files_done += 1
