@@ -33,6 +33,7 @@ import anyio
 import anyio.to_thread
 import xxhash
 
+from engine import _pushplan as pushplan
 from engine._api import validate_revision
 from engine._errors import AuthRequiredError, BatutaError, NotFoundError, SecretsFoundError
 from engine._events import BytesMoved, FileFinished, Notice, PlanReady
@@ -47,6 +48,13 @@ from engine._hashing import (
     digest_bytes,
 )
 from engine._models import RemoteFile, RepoRef
+from engine._pushplan import (
+    commit_message,
+    digests_needed,
+    guess_lfs,
+    plan_commits,
+    same_content,
+)
 from engine._select import match_globs
 from engine._upload import (
     PREUPLOAD_BATCH,
@@ -69,21 +77,6 @@ if TYPE_CHECKING:
 
     from engine._engine import Engine
 
-# Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
-# at most MAX_COMMIT_INLINE_BYTES of regular (non-LFS) content; LFS files count only as an
-# operation since the commit carries a 100-byte reference. The official client's documented
-# limits are 25 000 LFS files and 1 GB inline per commit; ours are far below, so that one commit
-# stays a short request and an interrupted large push loses little.
-MAX_COMMIT_OPS = 1000
-MAX_COMMIT_INLINE_BYTES = 64 * 1024 * 1024
-# The Hub's own rules (§8.2) for dry-run guesses; the real decision is preupload's: the size,
-# a NUL byte in the sample, or a pattern of the `.gitattributes` every new Hub repo starts with.
-LFS_GUESS_BYTES = 10 * 1024 * 1024
-LFS_SUFFIXES = (
-    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gguf", ".gz", ".h5", ".joblib", ".mlmodel",
-    ".model", ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt",
-    ".pth", ".rar", ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
-)  # fmt: skip
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
 PARTS_IN_FLIGHT = 8
@@ -171,33 +164,6 @@ def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | N
     )
 
 
-def plan_commits(
-    adds: Sequence[LocalFile], deletes: Sequence[str]
-) -> list[tuple[list[LocalFile], list[str]]]:
-    """Split operations into commits of at most MAX_COMMIT_OPS operations and
-    MAX_COMMIT_INLINE_BYTES of inline content; deletions ride in the last commits so nothing is
-    removed before every upload has landed."""
-    batches: list[tuple[list[LocalFile], list[str]]] = []
-    cur: list[LocalFile] = []
-    inline = 0
-    for f in adds:
-        weight = 0 if f.lfs else f.size
-        if cur and (len(cur) >= MAX_COMMIT_OPS or inline + weight > MAX_COMMIT_INLINE_BYTES):
-            batches.append((cur, []))
-            cur, inline = [], 0
-        cur.append(f)
-        inline += weight
-    dels = list(deletes)
-    if cur or not batches:
-        room = MAX_COMMIT_OPS - len(cur)
-        batches.append((cur, dels[:room]))
-        dels = dels[room:]
-    while dels:
-        batches.append(([], dels[:MAX_COMMIT_OPS]))
-        dels = dels[MAX_COMMIT_OPS:]
-    return [b for b in batches if b[0] or b[1]]
-
-
 async def _remote_state(
     engine: Engine, ref: RepoRef, opts: PushOptions, notices: list[str]
 ) -> tuple[str | None, dict[str, RemoteFile], bool]:
@@ -225,38 +191,6 @@ async def _remote_state(
         return None, {}, False
     tree = await api.list_tree(ref, info.sha or opts.revision)
     return info.sha or None, {f.path: f for f in tree}, created
-
-
-def _describe_message(opts: PushOptions, adds: int, deletes: int) -> str:
-    if opts.message:
-        return opts.message
-    if not adds:
-        return f"Delete {deletes} file{'s' if deletes != 1 else ''} with batuta"
-    tail = f" and delete {deletes}" if deletes else ""
-    return f"Upload {adds} file{'s' if adds != 1 else ''}{tail} with batuta"
-
-
-def _needs(f: LocalFile, r: RemoteFile | None) -> tuple[bool, bool]:
-    """(sha256, sha1) to compute for `f`: only what the comparison and an LFS upload need.
-
-    A size change already proves a change; a remote LFS file is compared by sha256 and a regular
-    one by git sha1; sha256 is also what an LFS upload is addressed by.
-    """
-    regular_same_size = r is not None and not r.is_lfs and r.size == f.size
-    return not regular_same_size, regular_same_size or f.size < LFS_GUESS_BYTES
-
-
-def _guess_lfs(f: LocalFile, r: RemoteFile | None) -> bool:
-    if r is not None and r.is_lfs:
-        return True
-    big_or_binary = f.size >= LFS_GUESS_BYTES or b"\0" in f.sample
-    return f.size > 0 and (big_or_binary or f.rel.lower().endswith(LFS_SUFFIXES))
-
-
-def _same(f: LocalFile, r: RemoteFile) -> bool:
-    if f.digest is None or f.size != r.size:
-        return False
-    return f.digest.sha256 == r.lfs_sha256 if r.is_lfs else f.digest.sha1 == r.blob_id
 
 
 async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
@@ -360,7 +294,7 @@ class _Run:
 
     def _jobs(self) -> list[HashJob]:
         return [
-            HashJob(f.rel, f.path, f.key, *_needs(f, self.remote.get(f.rel)))
+            HashJob(f.rel, f.path, f.key, *digests_needed(f, self.remote.get(f.rel)))
             for f in self.files
             if f.path is not None and f.key is not None
         ]
@@ -368,7 +302,7 @@ class _Run:
     def _classify(self, f: LocalFile) -> bool:
         """Mark `f` add/update/unchanged by its digest; True when it must be sent."""
         r = self.remote.get(f.rel)
-        if r is not None and _same(f, r):
+        if r is not None and same_content(f, r):
             f.action, f.lfs = "unchanged", r.is_lfs
             return False
         f.action = "add" if r is None else "update"
@@ -396,7 +330,7 @@ class _Run:
                 changed.append(f)
         await self._read_samples(changed)
         for f in changed:
-            f.lfs = _guess_lfs(f, self.remote.get(f.rel))
+            f.lfs = guess_lfs(f, self.remote.get(f.rel))
 
     def _announce_hashing(self, jobs: Sequence[HashJob], known: dict[str, Digest]) -> None:
         todo = [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
@@ -427,7 +361,7 @@ class _Run:
         self._announce_hashing(jobs, known)
         # The upload plan comes before hashing ends; files the cache cannot vouch for count as
         # changed, so the total is an upper bound (files found unchanged get FileFinished(skipped)).
-        maybe = [f for f in self.files if not self._known_same(f, known.get(f.rel))]
+        maybe = [f for f in self.files if not self._knownsame_content(f, known.get(f.rel))]
         self.sink(
             PlanReady(
                 len(maybe) + len(self.deletes), sum(f.size for f in maybe), len(self.files) - len(maybe), 0
@@ -454,7 +388,7 @@ class _Run:
                 await self.hasher.digest_all(jobs, on_digest=hashed)
         return [f for f in self.files if f.action in ("add", "update")]
 
-    def _known_same(self, f: LocalFile, cached: Digest | None) -> bool:
+    def _knownsame_content(self, f: LocalFile, cached: Digest | None) -> bool:
         r = self.remote.get(f.rel)
         if r is None or f.size != r.size:
             return False
@@ -544,7 +478,7 @@ class _Run:
         client, opts = self.engine.client, self.opts
         revision, create_pr = opts.revision, opts.create_pr
         batches = plan_commits(adds, self.deletes)
-        message = _describe_message(opts, len(adds), len(self.deletes))
+        message = commit_message(opts.message, len(adds), len(self.deletes))
         for index, (batch, dels) in enumerate(batches, start=1):
             ops = await self._operations(batch)
             summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
@@ -560,7 +494,9 @@ class _Run:
                 self.pr_url = result.pr_url
                 revision, create_pr = f"refs/pr/{result.pr_url.rstrip('/').rsplit('/', 1)[-1]}", False
         if len(batches) > 1:
-            self.sink(Notice(f"pushed in {len(batches)} commits (at most {MAX_COMMIT_OPS} files each)"))
+            self.sink(
+                Notice(f"pushed in {len(batches)} commits (at most {pushplan.MAX_COMMIT_OPS} files each)")
+            )
 
     async def _operations(self, batch: list[LocalFile]) -> list[AddFile]:
         # Regular files are read in one thread hop for the whole batch, not one per file.

@@ -33,6 +33,7 @@ from engine import (
     load_config,
 )
 from engine import _push as push_mod
+from engine import _pushplan as pushplan
 from engine._push import PushOptions, PushResult
 from engine.testing.hub import LocalHub
 
@@ -249,7 +250,7 @@ async def test_deleted_file_is_kept_by_default_and_removed_with_delete(hub: Loca
 async def test_large_folders_are_split_into_commits_and_resume(
     hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(push_mod, "MAX_COMMIT_OPS", 4)
+    monkeypatch.setattr(pushplan, "MAX_COMMIT_OPS", 4)
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(10):

@@ -1,0 +1,85 @@
+"""Pure decisions of a push: which digests a file needs, whether it changed, LFS guesses for
+dry runs, commit titles, and how operations are split into commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine._hashing import LocalFile
+from engine._models import RemoteFile
+
+# Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
+# at most MAX_COMMIT_INLINE_BYTES of regular (non-LFS) content; LFS files count only as an
+# operation since the commit carries a 100-byte reference. The official client's documented
+# limits are 25 000 LFS files and 1 GB inline per commit; ours are far below, so that one commit
+# stays a short request and an interrupted large push loses little.
+MAX_COMMIT_OPS = 1000
+MAX_COMMIT_INLINE_BYTES = 64 * 1024 * 1024
+# The Hub's own rules (§8.2) for dry-run guesses; the real decision is preupload's: the size,
+# a NUL byte in the sample, or a pattern of the `.gitattributes` every new Hub repo starts with.
+LFS_GUESS_BYTES = 10 * 1024 * 1024
+LFS_SUFFIXES = (
+    ".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gguf", ".gz", ".h5", ".joblib", ".mlmodel",
+    ".model", ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt",
+    ".pth", ".rar", ".safetensors", ".tar", ".tflite", ".tgz", ".wasm", ".xz", ".zip", ".zst",
+)  # fmt: skip
+
+
+def plan_commits(
+    adds: Sequence[LocalFile], deletes: Sequence[str]
+) -> list[tuple[list[LocalFile], list[str]]]:
+    """Split operations into commits of at most MAX_COMMIT_OPS operations and
+    MAX_COMMIT_INLINE_BYTES of inline content; deletions ride in the last commits so nothing is
+    removed before every upload has landed."""
+    batches: list[tuple[list[LocalFile], list[str]]] = []
+    cur: list[LocalFile] = []
+    inline = 0
+    for f in adds:
+        weight = 0 if f.lfs else f.size
+        if cur and (len(cur) >= MAX_COMMIT_OPS or inline + weight > MAX_COMMIT_INLINE_BYTES):
+            batches.append((cur, []))
+            cur, inline = [], 0
+        cur.append(f)
+        inline += weight
+    dels = list(deletes)
+    if cur or not batches:
+        room = MAX_COMMIT_OPS - len(cur)
+        batches.append((cur, dels[:room]))
+        dels = dels[room:]
+    while dels:
+        batches.append(([], dels[:MAX_COMMIT_OPS]))
+        dels = dels[MAX_COMMIT_OPS:]
+    return [b for b in batches if b[0] or b[1]]
+
+
+def commit_message(message: str | None, adds: int, deletes: int) -> str:
+    """The commit title: the user's `--message`, else a summary of what the commit does."""
+    if message:
+        return message
+    if not adds:
+        return f"Delete {deletes} file{'s' if deletes != 1 else ''} with batuta"
+    tail = f" and delete {deletes}" if deletes else ""
+    return f"Upload {adds} file{'s' if adds != 1 else ''}{tail} with batuta"
+
+
+def digests_needed(f: LocalFile, r: RemoteFile | None) -> tuple[bool, bool]:
+    """(sha256, sha1) to compute for `f`: only what the comparison and an LFS upload need.
+
+    A size change already proves a change; a remote LFS file is compared by sha256 and a regular
+    one by git sha1; sha256 is also what an LFS upload is addressed by.
+    """
+    regular_same_size = r is not None and not r.is_lfs and r.size == f.size
+    return not regular_same_size, regular_same_size or f.size < LFS_GUESS_BYTES
+
+
+def guess_lfs(f: LocalFile, r: RemoteFile | None) -> bool:
+    if r is not None and r.is_lfs:
+        return True
+    big_or_binary = f.size >= LFS_GUESS_BYTES or b"\0" in f.sample
+    return f.size > 0 and (big_or_binary or f.rel.lower().endswith(LFS_SUFFIXES))
+
+
+def same_content(f: LocalFile, r: RemoteFile) -> bool:
+    if f.digest is None or f.size != r.size:
+        return False
+    return f.digest.sha256 == r.lfs_sha256 if r.is_lfs else f.digest.sha1 == r.blob_id
