@@ -283,3 +283,22 @@ def test_info_offline_answers_from_the_cache(
     missing = run_cli(*ep(hub), "hf", "info", "model", "acme/other")
     assert missing.exit_code == ExitCode.OFFLINE and "not in the cache" in missing.stderr
     assert hub.stats().total == 0
+
+
+def test_official_client_trusts_batuta_local_dir_metadata(
+    run_cli: Run, hub: LocalHub, tmp_path: Path
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(2 * MiB)}
+    hub.add_repo("acme/localdir", files)
+    out = tmp_path / "plain"
+    assert run_cli(*ep(hub), "hf", "pull", "model", "acme/localdir", "-o", str(out), "--quiet").exit_code == 0
+    hub.reset()
+    _official(
+        f'from huggingface_hub import snapshot_download; snapshot_download("acme/localdir", local_dir={str(out)!r})',
+        hub,
+        tmp_path / "official-home",
+    )
+    stats = hub.stats()
+    # The official client read our .cache/huggingface/download/*.metadata and fetched no content.
+    assert stats.blob_bytes_sent == 0 and stats.count("resolve", "GET") == 0
+    assert (out / "model.safetensors").read_bytes() == files["model.safetensors"]
