@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cli._format import human_bytes
-from cli.render import emit_json, line
+from cli.render import emit_json, line, note
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -53,17 +53,11 @@ class _PushProgress:
             case BytesMoved(n=n) if self._progress is not None and self._upload is not None:
                 self._progress.advance(self._upload, n)
             case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self._verbose:
-                self._print(f"retry {attempt} of {url} in {delay:.1f} s ({reason})")
+                note(f"retry {attempt} of {url} in {delay:.1f} s ({reason})", self._progress)
             case Notice(message=message):
-                self._print(message)
+                note(message, self._progress)
             case _:
                 pass
-
-    def _print(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
-        else:
-            line(text, err=True)
 
 
 @contextmanager
@@ -123,8 +117,8 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
     if as_json:
         emit_json(push_document(result))
         return
-    for note in result.notices:
-        line(note)
+    for text in result.notices:
+        line(text)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
     if result.dry_run:

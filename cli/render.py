@@ -34,6 +34,14 @@ def line(text: str, *, err: bool = False) -> None:
     stream.flush()
 
 
+def note(text: str, progress: Any | None = None) -> None:
+    """A message for the user: above a live progress display when there is one, else on stderr."""
+    if progress is not None:
+        progress.console.print(text, markup=False, highlight=False)
+    else:
+        line(text, err=True)
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -182,11 +190,7 @@ class _TransferView:
             self.total = self.progress.add_task("total", total=None, visible=False)
 
     def say(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text, markup=False)  # above the live display
-        else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
+        note(text, self.progress)
 
     def __call__(self, event: Any) -> None:
         from engine import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -225,7 +225,3 @@ class HubApi:
 
     def resolve_url(self, ref: RepoRef, revision: str, path: str) -> str:
         return self.client.url(f"/{ref.url_prefix}{ref.repo_id}/resolve/{quote_rev(revision)}/{quote(path)}")
-
-
-def summarize_sizes(files: Sequence[RemoteFile]) -> int:
-    return sum(f.size for f in files)

@@ -25,7 +25,7 @@ import anyio
 
 from engine._cache import atomic_write
 from engine._config import EngineConfig, origin_of
-from engine._errors import HubError, IntegrityError, ProtocolError, TransportError
+from engine._errors import HubError, IntegrityError, ProtocolError, TransferTimeoutError, TransportError
 from engine._events import BytesMoved, EventSink, RetryScheduled
 from engine._hub import Ctx, HubClient, strip_query
 from engine._models import RemoteFile
@@ -311,7 +311,7 @@ class Downloader:
 
         delay = backoff_delay(attempt, self.config.retry)
         self.client.retries += 1
-        reason = "timeout" if "no data" in str(exc) else "connection"
+        reason = "timeout" if isinstance(exc, TransferTimeoutError) else "connection"
         self.on_event(RetryScheduled(strip_query(url), attempt, delay, reason))
         await anyio.sleep(delay)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,9 +102,6 @@ class Engine:
             reports.append(FileReport(f.path, f.size, f.is_lfs, safety.safe, safety.reason))
         quants = tuple(available_quantizations([f.path for f in info.files]))
         return InfoResult(info, ref.repo_type, tuple(reports), sum(f.size for f in info.files), quants)
-
-    async def list_files(self, ref: RepoRef, revision: str) -> Sequence[RemoteFile]:
-        return await self.api.list_tree(ref, revision)
 
     def _cached_info(self, ref: RepoRef, revision: str | None) -> RepoInfo:
         """Offline: what the HF cache knows of `ref` (commit and files), without a request."""

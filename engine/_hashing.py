@@ -18,10 +18,10 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -163,29 +163,36 @@ class HashCache:
                 self._db.close()
             self._db = None
 
+    def _matching(
+        self, keys: Sequence[FileKey], sql: str, params: Sequence[object] = ()
+    ) -> Iterator[tuple[FileKey, tuple[Any, ...]]]:
+        """Rows of `sql` (`... path IN ({marks})`, selecting path, size, mtime_ns, ino first) whose
+        size, mtime and inode still match their key, with the remaining columns.
+
+        Raises sqlite3.Error; callers turn the cache off on it.
+        """
+        assert self._db is not None
+        by_path = {k.path: k for k in keys}
+        paths = list(by_path)
+        for i in range(0, len(paths), _LOOKUP_CHUNK):
+            part = paths[i : i + _LOOKUP_CHUNK]
+            for path, size, mtime_ns, ino, *rest in self._db.execute(
+                sql.format(marks=",".join("?" * len(part))), [*params, *part]
+            ):
+                key = by_path[path]
+                if (size, mtime_ns, ino) == (key.size, key.mtime_ns, key.ino):
+                    yield key, tuple(rest)
+
     def lookup(self, keys: Sequence[FileKey]) -> dict[FileKey, Digest]:
         """The cached digests of those `keys` whose size, mtime and inode still match."""
         if self._db is None or not keys:
             return {}
-        by_path = {k.path: k for k in keys}
-        found: dict[FileKey, Digest] = {}
-        paths = list(by_path)
+        sql = "SELECT path, size, mtime_ns, ino, sha256, sha1 FROM digests WHERE path IN ({marks})"
         try:
-            for i in range(0, len(paths), _LOOKUP_CHUNK):
-                part = paths[i : i + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(part))
-                rows = self._db.execute(
-                    f"SELECT path, size, mtime_ns, ino, sha256, sha1 FROM digests WHERE path IN ({marks})",
-                    part,
-                )
-                for path, size, mtime_ns, ino, sha256, sha1 in rows:
-                    key = by_path[path]
-                    if (size, mtime_ns, ino) == (key.size, key.mtime_ns, key.ino):
-                        found[key] = Digest(size, sha256, sha1)
+            return {key: Digest(key.size, rest[0], rest[1]) for key, rest in self._matching(keys, sql)}
         except sqlite3.Error:
             self.close()
             return {}
-        return found
 
     def store(self, items: Mapping[FileKey, Digest], *, now_s: float | None = None) -> int:
         """Record digests (merging with what is known); returns how many rows were written."""
@@ -215,25 +222,12 @@ class HashCache:
         """Those `keys` that `scanner` already found free of secrets (same size, mtime and inode)."""
         if self._db is None or not keys:
             return set()
-        by_path = {k.path: k for k in keys}
-        paths = list(by_path)
-        out: set[FileKey] = set()
+        sql = "SELECT path, size, mtime_ns, ino FROM clean_scans WHERE scanner = ? AND path IN ({marks})"
         try:
-            for i in range(0, len(paths), _LOOKUP_CHUNK):
-                part = paths[i : i + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(part))
-                rows = self._db.execute(
-                    f"SELECT path, size, mtime_ns, ino FROM clean_scans WHERE scanner = ? AND path IN ({marks})",
-                    [scanner, *part],
-                )
-                for path, size, mtime_ns, ino in rows:
-                    key = by_path[path]
-                    if (size, mtime_ns, ino) == (key.size, key.mtime_ns, key.ino):
-                        out.add(key)
+            return {key for key, _ in self._matching(keys, sql, [scanner])}
         except sqlite3.Error:
             self.close()
             return set()
-        return out
 
     def mark_clean(self, keys: Iterable[FileKey], scanner: str, *, now_s: float | None = None) -> None:
         if self._db is None:

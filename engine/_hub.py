@@ -183,9 +183,6 @@ class HubClient:
             await self._session.close()
             self._session = None
 
-    def set_event_sink(self, on_event: EventSink) -> None:
-        self._on_event = on_event
-
     # -- URLs -------------------------------------------------------------------------------
 
     def url(self, path: str) -> str:
