@@ -1,4 +1,4 @@
-"""One method per Hub read endpoint, parsing answers into value types (no aiohttp here)."""
+"""One method per Hub read endpoint, parsing answers into value types (no HTTP details here)."""
 
 from __future__ import annotations
 

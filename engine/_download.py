@@ -32,13 +32,11 @@ from engine._models import RemoteFile
 from engine._plan import ByteRange, Progress, contiguous_prefix, merge, plan_missing
 from engine._ratelimit import TokenBucket, acquire
 
-FLUSH_BYTES = 512 << 10  # per-connection write buffer: bounds memory (benchmarks/README.md, peak RSS)
+FLUSH_BYTES = 256 << 10  # write once this much has arrived on a connection (half its buffer)
 READ_BYTES = 256 << 10  # chunk size of whole-file GETs
 HASH_BLOCK = 2 << 20
 WRITER_THREADS = 4
 SMALL_IN_MEMORY = 1 << 20
-_IOV_MAX = 1024
-INLINE_WRITE_BYTES = 4 << 20
 HASH_MIN_STEP = 8 << 20  # hash in steps of at least this much, to keep thread hops few
 SAVE_EVERY_S = 0.5
 
@@ -223,8 +221,6 @@ class Downloader:
     async def _fetch_range(self, job: FileJob, state: _State, r: ByteRange) -> None:
         pos, attempts = r.start, 0
         while pos < r.end:
-            pending: list[bytes] = []
-            size = 0
             try:
                 async with self.connections:
                     async with self.client.stream(
@@ -234,22 +230,15 @@ class Downloader:
                             stream.status == 200 and pos == 0 and r.end == job.file.size
                         ):
                             raise ProtocolError(f"server ignored the Range request for {job.file.path}")
-                        async for chunk in stream.iter_chunks():
-                            await self._throttle(len(chunk))
-                            pending.append(chunk)
-                            size += len(chunk)
-                            if size >= FLUSH_BYTES:
-                                pos = await self._flush(job, state, pos, pending, size)
-                                pending, size = [], 0
-                                attempts = 0  # progress resets the retry budget, as the official client does
-                        if pending:
-                            pos = await self._flush(job, state, pos, pending, size)
-                            pending, size = [], 0
+                        # Each view is the connection's receive buffer: written out before the
+                        # next read, so every byte is copied once, socket buffer to page cache.
+                        async for view in stream.iter_views(FLUSH_BYTES):
+                            await self._throttle(len(view))
+                            pos = self._write(job, state, pos, view)
+                            attempts = 0  # progress resets the retry budget, as the official client does
                 if pos < r.end:
                     raise TransportError(f"short read for {job.file.path}", url=strip_query(state.location))
             except TransportError as exc:
-                if pending:
-                    pos = await self._flush(job, state, pos, pending, size)
                 attempts += 1
                 if attempts > self.config.retry.max_retries:
                     raise
@@ -264,18 +253,14 @@ class Downloader:
                     continue
                 raise
 
-    async def _flush(self, job: FileJob, state: _State, pos: int, chunks: list[bytes], size: int) -> int:
-        # pwritev hands the received buffers to the kernel as they are: no gathering copy.
-        end = pos + size
+    def _write(self, job: FileJob, state: _State, pos: int, view: memoryview) -> int:
+        # A write into the page cache is a memcpy: cheaper inline than a hop to a worker thread.
+        end = pos + len(view)
         if end > job.file.size:
             raise ProtocolError(f"server sent more bytes than {job.file.path} holds")
-        if size <= INLINE_WRITE_BYTES:
-            # A write into the page cache is a memcpy: cheaper inline than a hop to a worker thread.
-            _pwritev_all(state.fd, chunks, pos)
-        else:
-            await anyio.to_thread.run_sync(_pwritev_all, state.fd, chunks, pos, limiter=self.writers)
-        self.bytes_fetched += size
-        self.on_event(BytesMoved(job.file.path, size))
+        _pwrite_all(state.fd, view, pos)
+        self.bytes_fetched += len(view)
+        self.on_event(BytesMoved(job.file.path, len(view)))
         state.record(ByteRange(pos, end))
         self._save(job, state)
         return end
@@ -338,16 +323,11 @@ def _write_file(path: Path, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
-def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    views = [memoryview(c) for c in chunks]
-    while views:
-        n = os.pwritev(fd, views[:_IOV_MAX], offset)
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
         offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
+        view = view[n:]
 
 
 def _hash_region(fd: int, start: int, end: int, hasher: Hasher) -> None:

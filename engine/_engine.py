@@ -41,7 +41,7 @@ class InfoResult:
 
 
 class Engine:
-    """Owns one HubClient (one aiohttp session) for the duration of a run.
+    """Owns one HubClient (one connection pool) for the duration of a run.
 
     ```python
     async with Engine(load_config()) as engine:

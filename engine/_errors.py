@@ -21,7 +21,7 @@ BatutaError                    root; never raised directly
 └── TransferIncompleteError    some selected files failed            (.failed)
 ```
 
-This module imports nothing third-party, so the CLI can map errors without loading aiohttp.
+This module imports nothing third-party, so the CLI can map errors without loading the engine's HTTP stack.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The HTTP core: one aiohttp session per run, per-host budgets, retries, error mapping.
+"""The HTTP core: one connection pool per run, per-host budgets, retries, error mapping.
 
-This is the only engine module that imports aiohttp. Every request goes through `_send()`:
+Connections come from engine/_http.py. Every request goes through `send()` or `stream()`:
 it waits for the host's token bucket, sends, follows redirects itself (the token is attached
 only on the endpoint's origin), honours Retry-After for the whole host, backs off on 429/5xx
 and network errors, and turns what is left into the BatutaError tree.
@@ -8,20 +8,20 @@ and network errors, and turns what is left into the BatutaError tree.
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import os
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import aiohttp
 import anyio
 
 from engine import _errors as E
+from engine import _http
 from engine._backoff import backoff_delay, is_retryable_status, parse_ratelimit, parse_retry_after
 from engine._config import EngineConfig, HostLimits, origin_of
 from engine._events import EventSink, HostPaused, RetryScheduled, discard
@@ -39,7 +39,7 @@ class FileSlice:
     """A request body streamed from `length` bytes of `path` at `offset`, re-read on each attempt.
 
     Streaming keeps an upload's memory at one read block per request, where a `bytes` body is
-    held whole and copied again by aiohttp on its way to the socket.
+    held whole and copied again on its way to the socket.
     """
 
     path: Path
@@ -103,20 +103,30 @@ class HubResponse:
 
 
 class Stream:
-    """An open streaming response: status, headers, final URL and its body in chunks."""
+    """An open streaming response: status, headers, final URL and its body in pieces."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, url: str) -> None:
+    def __init__(self, resp: _http.Response, url: str) -> None:
         self._resp, self.url = resp, url
         self.status = resp.status
-        self.headers = _headers(resp)
+        self.headers = resp.headers
+
+    async def iter_views(self, min_bytes: int) -> AsyncIterator[memoryview]:
+        """The body as views into the connection buffer, each valid until the next is asked for."""
+        with self._errors():
+            async for view in self._resp.views(min_bytes):
+                yield view
 
     async def iter_chunks(self, size: int | None = None) -> AsyncIterator[bytes]:
-        """The body in pieces: of at most `size` bytes, or (None) as they arrive, without copies."""
-        try:
-            chunks = self._resp.content.iter_any() if size is None else self._resp.content.iter_chunked(size)
-            async for chunk in chunks:
+        """The body as bytes objects of at most `size` bytes (None: as they arrive)."""
+        with self._errors():
+            async for chunk in self._resp.chunks(size):
                 yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (_http.HttpError, ConnectionError) as exc:
             raise E.TransportError(
                 f"connection broke while reading {strip_query(self.url)}", url=strip_query(self.url)
             ) from exc
@@ -124,6 +134,12 @@ class Stream:
             raise E.TransferTimeoutError(
                 f"no data for too long from {strip_query(self.url)}", url=strip_query(self.url)
             ) from exc
+
+
+def _trace_id() -> str:
+    # uuid4-shaped, without importing uuid (which imports platform: ~5 ms of start-up).
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
 
 
 def strip_query(url: str) -> str:
@@ -137,41 +153,23 @@ def _origin_str(url: str) -> str:
     return f"{p.scheme}://{p.netloc}"
 
 
-def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in resp.headers.items():
-        key = k.lower()
-        out[key] = f"{out[key]}, {v}" if key in out else v
-    return out
-
-
 class HubClient:
-    """Async client for the Hub's HTTP API; an async context manager owning one aiohttp session."""
+    """Async client for the Hub's HTTP API; an async context manager owning one connection pool."""
 
     def __init__(self, config: EngineConfig, on_event: EventSink = discard) -> None:
         self.config = config
         self._on_event = on_event
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: _http.Pool | None = None
         self._buckets: dict[tuple[str, str, int, str], TokenBucket] = {}
         self.retries = 0
 
     async def __aenter__(self) -> HubClient:
-        connector = aiohttp.TCPConnector(
+        # No cookies are kept at all, so nothing a CDN sets can follow a request to another host.
+        self._pool = _http.Pool(
             limit=self.config.max_connections,
-            limit_per_host=self.config.max_connections,
-            ttl_dns_cache=300,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=self.config.connect_timeout_s,
-                sock_read=self.config.stall_timeout_s,
-            ),
-            headers={"User-Agent": USER_AGENT},
-            auto_decompress=False,
-            # Cookies from a CDN must never follow a request to another host.
-            cookie_jar=aiohttp.DummyCookieJar(),
+            connect_timeout_s=self.config.connect_timeout_s,
+            stall_s=self.config.stall_timeout_s,
+            user_agent=USER_AGENT,
         )
         return self
 
@@ -179,9 +177,9 @@ class HubClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     # -- URLs -------------------------------------------------------------------------------
 
@@ -260,7 +258,7 @@ class HubClient:
         endpoint's origin. `ok` decides which statuses are returned instead of raised.
         """
         self._check_online()
-        assert self._session is not None, "HubClient used outside 'async with'"
+        assert self._pool is not None, "HubClient used outside 'async with'"
         if json is not None:
             body = jsonlib.dumps(json).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -268,11 +266,11 @@ class HubClient:
         while True:
             await acquire(self._bucket(url))
             req_headers = {
-                "X-Amzn-Trace-Id": str(uuid.uuid4()),
+                "X-Amzn-Trace-Id": _trace_id(),
                 **(headers or {}),
                 **self._auth_headers(url, auth),
             }
-            data: Any
+            data: _http.Body
             if isinstance(body, FileSlice):
                 data = _stream_slice(body)
                 # An explicit length: storage services refuse chunked uploads.
@@ -280,10 +278,9 @@ class HubClient:
             else:
                 data = body() if callable(body) else body
             try:
-                async with self._session.request(
-                    method, url, params=params, headers=req_headers, data=data, allow_redirects=False
-                ) as resp:
-                    hdrs = _headers(resp)
+                resp = await self._pool.request(method, url, params=params, headers=req_headers, body=data)
+                try:
+                    hdrs = resp.headers
                     self._observe(url, hdrs)
                     status = resp.status
                     if follow and status in _REDIRECTS and "location" in hdrs:
@@ -292,36 +289,32 @@ class HubClient:
                             raise E.ProtocolError(
                                 f"too many redirects from {strip_query(url)}", url=strip_query(url)
                             )
-                        url, params = urljoin(str(resp.url), hdrs["location"]), None
+                        url, params = urljoin(url, hdrs["location"]), None
                         if status == 303:
                             method, body = "GET", None
                         continue
                     if is_retryable_status(status) and attempt < self.config.retry.max_retries:
                         attempt += 1
                         await resp.read()
+                        resp.release()
                         await self._wait_retry(
                             url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
                         )
                         continue
                     payload = await resp.read()
-                    response = HubResponse(status, hdrs, payload, str(resp.url))
+                    response = HubResponse(status, hdrs, payload, url)
+                finally:
+                    resp.release()
             except E.BatutaError:
                 raise
-            except (
-                aiohttp.ClientConnectorError,
-                aiohttp.ClientOSError,
-                aiohttp.ServerDisconnectedError,
-                aiohttp.ClientPayloadError,
-                TimeoutError,
-                ConnectionError,
-            ) as exc:
+            except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
                 if attempt < self.config.retry.max_retries:
                     attempt += 1
                     await self._wait_retry(url, attempt, reason, None)
                     continue
                 raise self._transport_error(url, exc, attempt + 1) from exc
-            except aiohttp.ClientError as exc:
+            except _http.HttpError as exc:
                 raise self._transport_error(url, exc, attempt + 1) from exc
             if not ok(response.status):
                 raise map_error(response, ctx, has_token=bool(self.config.token) and self._is_hub(url))
@@ -359,7 +352,7 @@ class HubClient:
         from `Stream.iter_chunks()` as TransportError for the caller to resume.
         """
         self._check_online()
-        assert self._session is not None, "HubClient used outside 'async with'"
+        assert self._pool is not None, "HubClient used outside 'async with'"
         attempt, redirects = 0, 0
         while True:
             await acquire(self._bucket(url))
@@ -367,14 +360,8 @@ class HubClient:
             if byte_range is not None:
                 headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
             try:
-                resp = await self._session.get(url, headers=headers, allow_redirects=False)
-            except (
-                aiohttp.ClientConnectorError,
-                aiohttp.ClientOSError,
-                aiohttp.ServerDisconnectedError,
-                TimeoutError,
-                ConnectionError,
-            ) as exc:
+                resp = await self._pool.request("GET", url, headers=headers)
+            except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
                 if attempt < self.config.retry.max_retries:
                     attempt += 1
                     await self._wait_retry(
@@ -382,8 +369,10 @@ class HubClient:
                     )
                     continue
                 raise self._transport_error(url, exc, attempt + 1) from exc
+            except _http.HttpError as exc:
+                raise self._transport_error(url, exc, attempt + 1) from exc
             try:
-                hdrs = _headers(resp)
+                hdrs = resp.headers
                 self._observe(url, hdrs)
                 if resp.status in _REDIRECTS and "location" in hdrs:
                     redirects += 1
@@ -391,24 +380,29 @@ class HubClient:
                         raise E.ProtocolError(
                             f"too many redirects from {strip_query(url)}", url=strip_query(url)
                         )
-                    url = urljoin(str(resp.url), hdrs["location"])
+                    url = urljoin(url, hdrs["location"])
                     continue
                 if is_retryable_status(resp.status) and attempt < self.config.retry.max_retries:
                     attempt += 1
-                    await resp.read()
+                    with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
+                        await resp.read()
+                    resp.release()
                     await self._wait_retry(
                         url, attempt, str(resp.status), parse_retry_after(hdrs.get("retry-after"))
                     )
                     continue
                 if resp.status >= 400:
-                    body = await resp.read()
+                    try:
+                        body = await resp.read()
+                    except (_http.HttpError, ConnectionError, TimeoutError):
+                        body = b""
                     raise map_error(
-                        HubResponse(resp.status, hdrs, body, str(resp.url)),
+                        HubResponse(resp.status, hdrs, body, url),
                         ctx,
                         has_token=bool(self.config.token) and self._is_hub(url),
                     )
                 try:
-                    yield Stream(resp, str(resp.url))
+                    yield Stream(resp, url)
                 except BaseException:
                     # A body read halfway must not go back to the pool: drop the connection.
                     resp.close()
@@ -419,9 +413,6 @@ class HubClient:
 
 
 def _short_reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        err = exc.os_error
-        return (err.strerror or str(err)).lower() if err else "connection failed"
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:120]
 

@@ -1,0 +1,531 @@
+"""A small HTTP/1.1 client on asyncio: a keep-alive pool and responses read in place.
+
+Why not aiohttp here (it still serves `batuta hf serve`): importing it costs ~130 ms, most of
+a no-op push, and its body reader copies every received byte twice. Here a connection is an
+asyncio BufferedProtocol: the kernel writes the body straight into the connection's buffer and
+the caller gets memoryviews of it (`Response.views`), which the downloader hands to pwrite.
+
+Scope is what the Hub protocol needs: GET/HEAD/POST/PUT/DELETE, Content-Length and chunked
+bodies, keep-alive, TLS with the system trust store, no proxies, no compression, no cookies.
+Redirects, retries and error mapping are the caller's (engine/_hub.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 16 MiB
+MAX_HEAD_BYTES = 64 << 10
+IDLE_EXPIRY_S = 10.0  # servers close idle connections after 5-75 s; do not reuse old ones
+_SAFE_URL_CHARS = "/%:@!$&'()*+,;=-._~?"
+
+Params = Mapping[str, str] | list[tuple[str, str]] | None
+
+
+class HttpError(Exception):
+    """Base of the errors this module raises (besides TimeoutError)."""
+
+
+class ConnectFailed(HttpError):
+    """No connection could be opened (DNS, refused, TLS handshake)."""
+
+    def __init__(self, message: str, os_error: OSError | None = None) -> None:
+        super().__init__(message)
+        self.os_error = os_error
+
+
+class ConnectionBroken(HttpError):
+    """The connection closed or reset before the response was complete."""
+
+
+class BadResponse(HttpError):
+    """The server's bytes are not HTTP/1.1."""
+
+
+_ssl_context: Any = None
+
+
+def _tls_context() -> Any:
+    # Loading the trust store costs ~40 ms: only for https, and once per process.
+    global _ssl_context
+    if _ssl_context is None:
+        import ssl
+
+        _ssl_context = ssl.create_default_context()
+    return _ssl_context
+
+
+def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path?query) of `url`, with `params` appended and unsafe bytes quoted."""
+    p = urlsplit(url)
+    if p.scheme not in ("http", "https") or not p.hostname:
+        raise BadResponse(f"unsupported URL: {url.split('?')[0]}")
+    target = quote(p.path or "/", safe=_SAFE_URL_CHARS)
+    query = quote(p.query, safe=_SAFE_URL_CHARS + "=")
+    if params:
+        extra = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+        query = f"{query}&{extra}" if query else extra
+    if query:
+        target += "?" + query
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return p.scheme, p.hostname, port, target
+
+
+class _Conn(asyncio.BufferedProtocol):
+    """One connection: received bytes land in `buf[start:end]` until the reader consumes them."""
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self.buf = bytearray(BUFFER_BYTES)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+        self.want = 1
+        self.eof = False
+        self.error: BaseException | None = None
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.paused = False
+        self.write_paused: asyncio.Future[None] | None = None
+        self.idle_since = 0.0
+        self.last_rx = time.monotonic()
+
+    # -- protocol callbacks --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Never compacts: the reader may hold a view of buf[start:end]. Reading is paused while
+        # the buffer is full, and the reader compacts before resuming.
+        return self.view[self.end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        self.last_rx = time.monotonic()
+        if self.end == len(self.buf) and self.transport is not None:
+            # Full: stop reading until the consumer frees room (flow control, bounded memory).
+            self.transport.pause_reading()
+            self.paused = True
+        if self.end - self.start >= self.want:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if exc is not None:
+            self.error = exc
+        self.transport = None
+        self._wake()
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.write_paused is not None and not self.write_paused.done():
+            self.write_paused.set_result(None)
+        self.write_paused = None
+
+    # -- reader side ---------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _compact(self) -> None:
+        n = self.end - self.start
+        if self.start:
+            self.buf[:n] = self.buf[self.start : self.end]
+            self.start, self.end = 0, n
+
+    def consume(self, n: int) -> None:
+        """Mark `n` bytes as used; called only once no view of them is lent out."""
+        self.start += n
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif self.paused:
+            self._compact()
+        if self.paused and self.transport is not None and self.end < len(self.buf):
+            self.paused = False
+            self.transport.resume_reading()
+
+    @property
+    def available(self) -> int:
+        return self.end - self.start
+
+    async def fill(self, want: int, stall_s: float) -> bool:
+        """Wait until `want` bytes are buffered (capped by the buffer); False at EOF with fewer."""
+        want = min(want, len(self.buf))
+        while self.available < want:
+            if self.eof:
+                return False
+            if self.start and self.end == len(self.buf):
+                self._compact()
+            if self.paused and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
+            self.want = want - self.available
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(stall_s):
+                    await self.waiter
+            except TimeoutError:
+                # A trickle is not a stall: only time without any byte counts.
+                if time.monotonic() - self.last_rx >= stall_s:
+                    raise
+            finally:
+                self.waiter = None
+                self.want = 1
+        return True
+
+    async def read_line(self, stall_s: float, limit: int = MAX_HEAD_BYTES) -> bytes:
+        while True:
+            idx = self.buf.find(b"\r\n", self.start, self.end)
+            if idx >= 0:
+                line = bytes(self.buf[self.start : idx])
+                self.consume(idx + 2 - self.start)
+                return line
+            if self.available >= limit:
+                raise BadResponse("header line too long")
+            if not await self.fill(self.available + 1, stall_s):
+                raise self.broken("connection closed in the response head")
+
+    def broken(self, what: str) -> ConnectionBroken:
+        reason = f": {self.error}" if self.error else ""
+        return ConnectionBroken(what + reason)
+
+    # -- writer side ---------------------------------------------------------------------------
+
+    async def write(self, data: bytes | memoryview) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise self.broken("connection closed while sending the request")
+        self.transport.write(data)
+        if self.write_paused is not None:
+            await self.write_paused
+            if self.transport is None:
+                raise self.broken("connection closed while sending the request")
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+            self.transport = None
+        self.eof = True
+
+
+class Response:
+    """Status and headers of a response whose body is read from the connection on demand."""
+
+    def __init__(
+        self, pool: Pool, conn: _Conn, url: str, status: int, headers: dict[str, str], head: bool
+    ) -> None:
+        self._pool = pool
+        self._conn: _Conn | None = conn
+        self.url, self.status, self.headers = url, status, headers
+        self._reusable = headers.get("connection", "").lower() != "close"
+        te = headers.get("transfer-encoding", "").lower()
+        self._chunked = "chunked" in te
+        self._remaining: int | None = None  # None: until the connection closes
+        if head or status in (204, 304) or 100 <= status < 200:
+            self._remaining = 0
+        elif not self._chunked:
+            length = headers.get("content-length")
+            if length is not None:
+                try:
+                    self._remaining = int(length.split(",")[0].strip())
+                except ValueError:
+                    raise BadResponse(f"bad Content-Length: {length[:40]!r}") from None
+                if self._remaining < 0:
+                    raise BadResponse("negative Content-Length")
+            else:
+                self._reusable = False
+        self._chunk_left = 0
+        self._in_chunks = False  # past the first chunk: a CRLF ends each chunk's data
+        self._done = self._remaining == 0
+
+    async def views(self, min_bytes: int = 1) -> AsyncIterator[memoryview]:
+        """The body as views into the connection buffer, each valid until the next one is asked for.
+
+        Waits for `min_bytes` (or the rest of the body) before yielding, so a fast stream costs
+        one iteration per buffer-full, not one per TCP segment.
+        """
+        conn, stall = self._live(), self._pool.stall_s
+        while not self._done:
+            if self._chunked:
+                if self._chunk_left == 0:
+                    await self._next_chunk()
+                    if self._done:
+                        return
+                budget = self._chunk_left
+            else:
+                budget = self._remaining if self._remaining is not None else len(conn.buf)
+            want = min(budget, min_bytes)
+            if not await conn.fill(want, stall) and conn.available == 0:
+                if self._remaining is None and not self._chunked:
+                    self._done = True
+                    return
+                raise conn.broken("connection closed before the body was complete")
+            n = min(conn.available, budget)
+            view = conn.view[conn.start : conn.start + n]
+            try:
+                yield view
+            finally:
+                view.release()
+            conn.consume(n)
+            if self._chunked:
+                self._chunk_left -= n
+            elif self._remaining is not None:
+                self._remaining -= n
+                self._done = self._remaining == 0
+
+    def _live(self) -> _Conn:
+        if self._conn is None:
+            raise ConnectionBroken("the response was already released")
+        return self._conn
+
+    async def _next_chunk(self) -> None:
+        conn, stall = self._live(), self._pool.stall_s
+        if self._in_chunks:
+            if await conn.read_line(stall) != b"":
+                raise BadResponse("malformed chunked body")
+        line = await conn.read_line(stall)
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            raise BadResponse("malformed chunk size") from None
+        self._in_chunks = True
+        if size == 0:
+            while await conn.read_line(stall):  # trailers, up to the empty line
+                pass
+            self._done = True
+        self._chunk_left = size
+
+    async def chunks(self, size: int | None = None) -> AsyncIterator[bytes]:
+        """The body as bytes objects (copies), of at most `size` bytes when given."""
+        async for view in self.views(size or 1):
+            if size is None or len(view) <= size:
+                yield bytes(view)
+            else:
+                for i in range(0, len(view), size):
+                    yield bytes(view[i : i + size])
+
+    async def read(self) -> bytes:
+        parts = [bytes(v) async for v in self.views(BUFFER_BYTES)]
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Give the connection back when the body was read to the end, else close it."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        if self._done and self._reusable and conn.available == 0 and not conn.eof:
+            self._pool.put_back(conn)
+        else:
+            self._pool.discard(conn)
+
+    def close(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        self._pool.discard(conn)
+
+
+Body = bytes | AsyncIterator[bytes] | None
+
+
+class Pool:
+    """Keep-alive connections per origin, at most `limit` open at once."""
+
+    def __init__(self, *, limit: int, connect_timeout_s: float, stall_s: float, user_agent: str) -> None:
+        self.limit, self.connect_timeout_s, self.stall_s = limit, connect_timeout_s, stall_s
+        self.user_agent = user_agent
+        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._open: set[_Conn] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params = None,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+    ) -> Response:
+        """Send a request and return once the response head is in; the caller must release it."""
+        scheme, host, port, target = request_target(url, params)
+        key = (scheme, host, port)
+        default_port = 443 if scheme == "https" else 80
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {host if port == default_port else f'{host}:{port}'}",
+            f"User-Agent: {self.user_agent}",
+        ]
+        names = set()
+        for k, v in (headers or {}).items():
+            if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
+                raise ValueError(f"header {k!r} holds a line break")
+            lines.append(f"{k}: {v}")
+            names.add(k.lower())
+        if isinstance(body, bytes):
+            lines.append(f"Content-Length: {len(body)}")
+        elif body is None and method in ("POST", "PUT", "PATCH"):
+            lines.append("Content-Length: 0")
+        elif body is not None and "content-length" not in names:
+            raise ValueError("a streamed body needs an explicit Content-Length")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        while True:
+            conn, reused = await self._checkout(key)
+            try:
+                if isinstance(body, bytes) and len(body) <= 64 << 10:
+                    await conn.write(head + body)
+                else:
+                    await conn.write(head)
+                    if isinstance(body, bytes):
+                        await conn.write(body)
+                    elif body is not None:
+                        async for block in body:
+                            await conn.write(block)
+                status, resp_headers = await self._read_head(conn)
+            except (ConnectionBroken, ConnectionError) as exc:
+                self.discard(conn)
+                # The server may close an idle keep-alive connection just as we reuse it: one
+                # more try on a new connection, unless part of a streamed body is already gone.
+                if reused and (body is None or isinstance(body, bytes)):
+                    continue
+                if isinstance(exc, ConnectionBroken):
+                    raise
+                raise ConnectionBroken(f"connection lost: {exc}") from exc
+            except BaseException:
+                self.discard(conn)
+                raise
+            try:
+                return Response(self, conn, url, status, resp_headers, head=method == "HEAD")
+            except BaseException:
+                self.discard(conn)
+                raise
+
+    async def _read_head(self, conn: _Conn) -> tuple[int, dict[str, str]]:
+        while True:
+            status_line = await conn.read_line(self.stall_s)
+            parts = status_line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+                raise BadResponse(f"not an HTTP/1.x response: {status_line[:40]!r}")
+            try:
+                status = int(parts[1])
+            except ValueError:
+                raise BadResponse(f"bad status line: {status_line[:40]!r}") from None
+            headers: dict[str, str] = {}
+            size = len(status_line)
+            while line := await conn.read_line(self.stall_s):
+                size += len(line)
+                if size > MAX_HEAD_BYTES:
+                    raise BadResponse("response head too large")
+                name, sep, value = line.decode("latin-1").partition(":")
+                if not sep:
+                    raise BadResponse(f"bad header line: {line[:40]!r}")
+                k, v = name.strip().lower(), value.strip()
+                headers[k] = f"{headers[k]}, {v}" if k in headers else v
+            if 100 <= status < 200 and status != 101:
+                continue  # an interim response (100 Continue): the real one follows
+            if parts[0] == b"HTTP/1.0" and "keep-alive" not in headers.get("connection", "").lower():
+                headers.setdefault("connection", "close")
+            return status, headers
+
+    async def _checkout(self, key: tuple[str, str, int]) -> tuple[_Conn, bool]:
+        now = time.monotonic()
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.eof and now - conn.idle_since < IDLE_EXPIRY_S:
+                return conn, True
+            self._drop(conn)
+        await self._acquire_slot()
+        conn = _Conn(key)
+        self._open.add(conn)
+        try:
+            await self._connect(conn)
+        except BaseException:
+            self._drop(conn)
+            raise
+        return conn, False
+
+    async def _acquire_slot(self) -> None:
+        while len(self._open) >= self.limit:
+            if self._evict_idle():
+                continue
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake_waiter()  # pass on the slot we were handed
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
+
+    def _wake_waiter(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _evict_idle(self) -> bool:
+        for conns in self._idle.values():
+            if conns:
+                self._drop(conns.pop(0))
+                return True
+        return False
+
+    async def _connect(self, conn: _Conn) -> None:
+        scheme, host, port = conn.key
+        loop = asyncio.get_running_loop()
+        tls = _tls_context() if scheme == "https" else None
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await loop.create_connection(
+                    lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
+                )
+        except OSError as exc:
+            reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+            raise ConnectFailed(reason, exc) from exc
+
+    def put_back(self, conn: _Conn) -> None:
+        if any(not f.done() for f in self._waiters):
+            self._drop(conn)  # a request for another host waits for a slot: free this one
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn.key, []).append(conn)
+
+    def discard(self, conn: _Conn) -> None:
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+        self._drop(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        conn.close()
+        if conn in self._open:
+            self._open.discard(conn)
+            self._wake_waiter()
+
+    async def aclose(self) -> None:
+        self._idle.clear()
+        for conn in list(self._open):
+            self._drop(conn)
