@@ -59,7 +59,7 @@ def ecosystem(*, integration: bool, as_json: bool) -> None:
 
 def search_results(repo_type: str, hits: Sequence[RepoSummary], *, as_json: bool) -> None:
     if as_json:
-        emit_json({"type": repo_type, "count": len(hits), "results": [asdict(h) for h in hits]})
+        emit_json({"type": repo_type, "count": len(hits), "results": [h._asdict() for h in hits]})
         return
     out = console()
     if not hits:
@@ -83,7 +83,7 @@ def search_results(repo_type: str, hits: Sequence[RepoSummary], *, as_json: bool
 
 def repo_info(result: InfoResult, *, as_json: bool) -> None:
     i = result.info
-    files = [asdict(f) for f in result.files]
+    files = [f._asdict() for f in result.files]
     if as_json:
         emit_json(
             {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from engine._errors import ProtocolError, UsageError
@@ -25,8 +25,7 @@ def validate_revision(revision: str) -> str:
     return revision
 
 
-@dataclass(frozen=True, slots=True)
-class RepoSummary:
+class RepoSummary(NamedTuple):
     """One row of a search listing."""
 
     id: str

@@ -6,7 +6,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine._config import RetryPolicy
 
@@ -44,8 +44,7 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     return max(0.0, when.timestamp() - now())
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimitState:
+class RateLimitState(NamedTuple):
     """One `RateLimit` header: `remaining` requests left, window resets in `reset_s`."""
 
     name: str

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from engine._errors import UsageError
@@ -19,8 +20,7 @@ _TRUE = {"1", "on", "yes", "true"}
 MiB = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Retry schedule: `base_s` doubling per attempt, jittered, never above `cap_s`."""
 
     max_retries: int = 5
@@ -29,8 +29,7 @@ class RetryPolicy:
     jitter: float = 0.2  # +-20 %: spreads a herd of retries without making the wait unpredictable
 
 
-@dataclass(frozen=True, slots=True)
-class HostLimits:
+class HostLimits(NamedTuple):
     """Request budget for one host: a token bucket of `rate_per_s` with bursts of `burst`.
 
     The defaults sit at the anonymous quotas of the Hub (hub-protocol.md §10.1): 3 000 resolver

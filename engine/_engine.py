@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from engine._api import HubApi, RepoInfo, RepoSummary, hub_scan_verdicts
 from engine._config import EngineConfig
@@ -20,8 +19,7 @@ if TYPE_CHECKING:
 SORT_KEYS = {"downloads": "downloads", "likes": "likes", "updated": "lastModified"}
 
 
-@dataclass(frozen=True, slots=True)
-class FileReport:
+class FileReport(NamedTuple):
     """One file of `info`: size, LFS or not, and its safety verdict."""
 
     path: str
@@ -31,8 +29,7 @@ class FileReport:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class InfoResult:
+class InfoResult(NamedTuple):
     info: RepoInfo
     repo_type: str
     files: tuple[FileReport, ...]

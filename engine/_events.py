@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class RetryScheduled:
+class RetryScheduled(NamedTuple):
     url: str  # without query string: signed URLs carry credentials
     attempt: int
     delay_s: float
     reason: str  # "429", "503", "connect", "timeout", ...
 
 
-@dataclass(frozen=True, slots=True)
-class HostPaused:
+class HostPaused(NamedTuple):
     """The whole host is paused: a Retry-After or an exhausted RateLimit window."""
 
     host: str
@@ -23,46 +21,39 @@ class HostPaused:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class PlanReady:
+class PlanReady(NamedTuple):
     files: int
     total_bytes: int
     skipped: int
     blocked: int
 
 
-@dataclass(frozen=True, slots=True)
-class FileStarted:
+class FileStarted(NamedTuple):
     path: str
     total_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class BytesMoved:
+class BytesMoved(NamedTuple):
     path: str
     n: int
 
 
-@dataclass(frozen=True, slots=True)
-class FileFinished:
+class FileFinished(NamedTuple):
     path: str
     skipped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class FileFailed:
+class FileFailed(NamedTuple):
     path: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class FileHashed:
+class FileHashed(NamedTuple):
     path: str
     n: int  # bytes hashed (0 when the hash cache answered)
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(NamedTuple):
     """Something the user should read: a blocked file, a fallback taken."""
 
     message: str

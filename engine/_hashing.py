@@ -19,9 +19,9 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 import anyio.from_thread
@@ -52,8 +52,7 @@ Action = Literal["add", "update", "delete", "unchanged", "ignored"]
 _VCS_DIRS = frozenset({".git", ".hg", ".svn"})
 
 
-@dataclass(frozen=True, slots=True)
-class FileKey:
+class FileKey(NamedTuple):
     """What identifies one version of a file without reading it."""
 
     path: str  # absolute
@@ -67,8 +66,7 @@ class FileKey:
         return cls(str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
     """The digests known for one file version; either may be missing until asked for."""
 
     size: int
@@ -79,7 +77,7 @@ class Digest:
         return (not sha256 or self.sha256 is not None) and (not sha1 or self.sha1 is not None)
 
     def merged(self, other: Digest) -> Digest:
-        return replace(self, sha256=self.sha256 or other.sha256, sha1=self.sha1 or other.sha1)
+        return self._replace(sha256=self.sha256 or other.sha256, sha1=self.sha1 or other.sha1)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -245,8 +243,7 @@ class HashCache:
             self.close()
 
 
-@dataclass(frozen=True, slots=True)
-class HashJob:
+class HashJob(NamedTuple):
     """One file to digest: `rel` names it in events, `path` is where it is read from."""
 
     rel: str

@@ -13,9 +13,8 @@ import json as jsonlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import anyio
@@ -34,8 +33,7 @@ _MAX_REDIRECTS = 10
 _UNMETERED = HostLimits(rate_per_s=1e6, burst=1_000_000)
 
 
-@dataclass(frozen=True, slots=True)
-class FileSlice:
+class FileSlice(NamedTuple):
     """A request body streamed from `length` bytes of `path` at `offset`, re-read on each attempt.
 
     Streaming keeps an upload's memory at one read block per request, where a `bytes` body is
@@ -73,8 +71,7 @@ async def _stream_slice(body: FileSlice) -> AsyncIterator[bytes]:
 Body = bytes | Callable[[], bytes] | FileSlice | None
 
 
-@dataclass(frozen=True, slots=True)
-class Ctx:
+class Ctx(NamedTuple):
     """What a request is about, so errors can name it: `revision 'v2' not found in acme/tiny`."""
 
     repo: str = ""
@@ -82,8 +79,10 @@ class Ctx:
     path: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class HubResponse:
+NO_CTX = Ctx()
+
+
+class HubResponse(NamedTuple):
     status: int
     headers: Mapping[str, str]  # lower-case names
     body: bytes
@@ -243,7 +242,7 @@ class HubClient:
         method: str,
         url: str,
         *,
-        ctx: Ctx = Ctx(),
+        ctx: Ctx = NO_CTX,
         params: Mapping[str, str] | list[tuple[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
         body: Body = None,
@@ -334,7 +333,7 @@ class HubClient:
             attempts=attempts,
         )
 
-    async def get_json(self, path: str, *, ctx: Ctx = Ctx(), params: Any = None) -> Any:
+    async def get_json(self, path: str, *, ctx: Ctx = NO_CTX, params: Any = None) -> Any:
         return (await self.send("GET", self.url(path), ctx=ctx, params=params)).json()
 
     @asynccontextmanager
@@ -342,7 +341,7 @@ class HubClient:
         self,
         url: str,
         *,
-        ctx: Ctx = Ctx(),
+        ctx: Ctx = NO_CTX,
         byte_range: tuple[int, int] | None = None,
         auth: bool = True,
     ) -> AsyncIterator[Stream]:

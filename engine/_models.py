@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from engine._errors import UsageError
 
@@ -34,8 +33,7 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-@dataclass(frozen=True, slots=True)
-class RepoRef:
+class RepoRef(NamedTuple):
     """A repository on the Hub: its type and `namespace/name` id."""
 
     repo_type: RepoType
@@ -59,8 +57,7 @@ class RepoRef:
         return f"{self.repo_type}s--{self.repo_id.replace('/', '--')}"
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteFile:
+class RemoteFile(NamedTuple):
     """One file of a repo at a commit, as the tree listing describes it."""
 
     path: str

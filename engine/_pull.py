@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -116,7 +116,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         files = await engine.api.list_tree(ref, commit)
     scan = hub_scan_verdicts(info.raw)
     if scan:
-        files = [replace(f, security_status=scan.get(f.path, f.security_status)) for f in files]
+        files = [f._replace(security_status=scan.get(f.path, f.security_status)) for f in files]
     selection = _select(files, ref, opts)
     planned = [
         PlannedFile(f.path, f.size, f.is_lfs, _action(f, commit, cache, local)) for f in selection.selected

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -82,8 +82,7 @@ CARD = "README.md"
 PARTS_IN_FLIGHT = 8
 
 
-@dataclass(frozen=True, slots=True)
-class PushOptions:
+class PushOptions(NamedTuple):
     revision: str = "main"
     message: str | None = None
     description: str = ""
@@ -97,8 +96,7 @@ class PushOptions:
     license: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PushedFile:
+class PushedFile(NamedTuple):
     """One path of the push and what happened (or, in a dry run, would happen) to it."""
 
     path: str

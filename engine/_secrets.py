@@ -11,15 +11,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 MAX_SCAN_BYTES = 2 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     """A suspected credential: where, what kind, and a masked excerpt."""
 
     path: str
@@ -97,8 +96,7 @@ def _not_example(s: str) -> bool:
     return "EXAMPLE" not in s.upper()
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
+class _Rule(NamedTuple):
     kind: str
     pattern: re.Pattern[str]
     show: int  # characters of the secret an excerpt may reveal (its well-known prefix, mostly)

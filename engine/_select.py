@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import NamedTuple
 
 from engine._errors import UsageError
 from engine._models import RemoteFile
@@ -61,8 +61,7 @@ def match_globs(path: str, include: Sequence[str] = (), exclude: Sequence[str] =
 # --- safety ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Safety:
+class Safety(NamedTuple):
     """Whether a file may be downloaded without `--allow-unsafe`, and why not."""
 
     safe: bool
@@ -176,16 +175,14 @@ def available_quantizations(paths: Iterable[str]) -> list[str]:
 # --- the selection plan ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Skipped:
+class Skipped(NamedTuple):
     """A file left out of a pull, and why."""
 
     file: RemoteFile
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class SelectionResult:
+class SelectionResult(NamedTuple):
     """What `pull` downloads (`selected`) and what it leaves out.
 
     `blocked` are unsafe files refused for lack of `--allow-unsafe`; `filtered_out` are files the

@@ -12,9 +12,8 @@ import base64
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 
@@ -32,8 +31,7 @@ LFS_JSON = "application/vnd.git-lfs+json"
 UploadMode = Literal["regular", "lfs"]
 
 
-@dataclass(frozen=True, slots=True)
-class Preupload:
+class Preupload(NamedTuple):
     """The server's verdict on one path: how to send it, whether to skip it, the oid it holds."""
 
     mode: UploadMode
@@ -41,14 +39,12 @@ class Preupload:
     remote_oid: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LfsAction:
+class LfsAction(NamedTuple):
     href: str
     header: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class LfsObject:
+class LfsObject(NamedTuple):
     """One LFS batch answer: no `upload` action means the server already stores the object."""
 
     oid: str
@@ -57,15 +53,13 @@ class LfsObject:
     verify: LfsAction | None
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     oid: str
     url: str
     pr_url: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class AddFile:
+class AddFile(NamedTuple):
     """A commit operation adding or replacing `path`.
 
     Regular files carry `data` inline; LFS files carry only their sha256 (already uploaded).
