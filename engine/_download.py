@@ -29,10 +29,9 @@ from engine._errors import HubError, IntegrityError, ProtocolError, TransferTime
 from engine._events import BytesMoved, EventSink, RetryScheduled
 from engine._hub import Ctx, HubClient, strip_query
 from engine._models import RemoteFile
-from engine._plan import ByteRange, Progress, contiguous_prefix, merge, plan_missing
+from engine._plan import ByteRange, Intervals, Progress, plan_missing
 from engine._ratelimit import TokenBucket, acquire
 
-FLUSH_BYTES = 256 << 10  # write once this much has arrived on a connection (half its buffer)
 READ_BYTES = 256 << 10  # chunk size of whole-file GETs
 HASH_BLOCK = 2 << 20
 WRITER_THREADS = 4
@@ -76,13 +75,13 @@ class _State:
     """Shared between the range tasks of one file and its hashing loop."""
 
     fd: int
-    done: list[ByteRange] = field(default_factory=list)
+    done: Intervals
     changed: anyio.Event = field(default_factory=anyio.Event)
     location: str = ""
     saved_at: float = 0.0
 
-    def record(self, r: ByteRange) -> None:
-        self.done = merge([*self.done, r])
+    def record(self, start: int, end: int) -> None:
+        self.done.add(start, end)
         self.changed.set()
         self.changed = anyio.Event()
 
@@ -190,7 +189,7 @@ class Downloader:
         try:
             if os.fstat(fd).st_size != f.size:
                 os.ftruncate(fd, f.size)
-            state = _State(fd, list(progress.done))
+            state = _State(fd, Intervals(progress.done))
             missing = plan_missing(f.size, progress.done, self.config.chunk_bytes)
             hasher = new_hasher(f)
             if missing:
@@ -220,6 +219,23 @@ class Downloader:
 
     async def _fetch_range(self, job: FileJob, state: _State, r: ByteRange) -> None:
         pos, attempts = r.start, 0
+
+        def land(view: memoryview) -> None:
+            # Runs inside the connection's receive callback: the block is written before the
+            # next one is received into the same buffer, so each byte is copied once, from the
+            # socket buffer into the page cache, with no task switch per block.
+            nonlocal pos, attempts
+            end = pos + len(view)
+            if end > r.end:
+                raise ProtocolError(f"server sent more bytes than asked for {job.file.path}")
+            _pwrite_all(state.fd, view, pos)
+            self.bytes_fetched += len(view)
+            self.on_event(BytesMoved(job.file.path, len(view)))
+            state.record(pos, end)
+            pos = end
+            attempts = 0  # progress resets the retry budget, as the official client does
+            self._save(job, state)
+
         while pos < r.end:
             try:
                 async with self.connections:
@@ -230,12 +246,7 @@ class Downloader:
                             stream.status == 200 and pos == 0 and r.end == job.file.size
                         ):
                             raise ProtocolError(f"server ignored the Range request for {job.file.path}")
-                        # Each view is the connection's receive buffer: written out before the
-                        # next read, so every byte is copied once, socket buffer to page cache.
-                        async for view in stream.iter_views(FLUSH_BYTES):
-                            await self._throttle(len(view))
-                            pos = self._write(job, state, pos, view)
-                            attempts = 0  # progress resets the retry budget, as the official client does
+                        await stream.pour(land, pace=self.rate.reserve if self.rate else None)
                 if pos < r.end:
                     raise TransportError(f"short read for {job.file.path}", url=strip_query(state.location))
             except TransportError as exc:
@@ -253,30 +264,18 @@ class Downloader:
                     continue
                 raise
 
-    def _write(self, job: FileJob, state: _State, pos: int, view: memoryview) -> int:
-        # A write into the page cache is a memcpy: cheaper inline than a hop to a worker thread.
-        end = pos + len(view)
-        if end > job.file.size:
-            raise ProtocolError(f"server sent more bytes than {job.file.path} holds")
-        _pwrite_all(state.fd, view, pos)
-        self.bytes_fetched += len(view)
-        self.on_event(BytesMoved(job.file.path, len(view)))
-        state.record(ByteRange(pos, end))
-        self._save(job, state)
-        return end
-
     def _save(self, job: FileJob, state: _State, *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - state.saved_at >= SAVE_EVERY_S:
             state.saved_at = now
             atomic_write(
-                job.progress_path, Progress(job.file.etag, job.file.size, tuple(state.done)).to_json()
+                job.progress_path, Progress(job.file.etag, job.file.size, state.done.ranges()).to_json()
             )
 
     async def _hash_loop(self, state: _State, size: int, hasher: Hasher) -> None:
         hashed = 0
         while hashed < size:
-            prefix = contiguous_prefix(state.done)
+            prefix = state.done.prefix()
             if prefix - hashed >= HASH_MIN_STEP or (prefix == size and prefix > hashed):
                 await anyio.to_thread.run_sync(
                     _hash_region, state.fd, hashed, prefix, hasher, limiter=self.hash_limiter

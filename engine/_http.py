@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -94,6 +94,12 @@ class _Conn(asyncio.BufferedProtocol):
         self.write_paused: asyncio.Future[None] | None = None
         self.idle_since = 0.0
         self.last_rx = time.monotonic()
+        # Sink mode (Response.pour): blocks go to `sink` from buffer_updated, up to `sink_left`.
+        self.sink: Callable[[memoryview], None] | None = None
+        self.sink_left = 0
+        self.sink_error: BaseException | None = None
+        self.pace: Callable[[int], float] | None = None
+        self.pace_timer: asyncio.TimerHandle | None = None
 
     # -- protocol callbacks --------------------------------------------------------------------
 
@@ -107,14 +113,71 @@ class _Conn(asyncio.BufferedProtocol):
         return self.view[self.end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.end += nbytes
         self.last_rx = time.monotonic()
+        if self.sink is not None:
+            self._to_sink(nbytes)
+            return
+        self.end += nbytes
         if self.end == len(self.buf) and self.transport is not None:
             # Full: stop reading until the consumer frees room (flow control, bounded memory).
             self.transport.pause_reading()
             self.paused = True
         if self.end - self.start >= self.want:
             self._wake()
+
+    def _to_sink(self, nbytes: int) -> None:
+        assert self.sink is not None
+        start = self.end
+        self.end += nbytes
+        take = min(nbytes, self.sink_left)
+        block = self.view[start : start + take]
+        try:
+            self.sink(block)
+        except BaseException as exc:  # handed to the waiting task, raised there
+            self.sink_error, self.sink = exc, None
+            self._wake()
+            return
+        finally:
+            block.release()
+        self.sink_left -= take
+        if take == nbytes:
+            self.start = self.end = 0  # the next block lands at the front again
+        else:
+            self.start = start + take  # bytes past the body stay; the connection is not reused
+        if self.sink_left == 0:
+            self.sink = None
+            self._wake()
+            return
+        if self.pace is not None and (delay := self.pace(take)) > 0 and self.transport is not None:
+            # --max-rate: stop reading for as long as the byte budget says.
+            self.transport.pause_reading()
+            self.pace_timer = asyncio.get_running_loop().call_later(delay, self._end_pace)
+
+    def _end_pace(self) -> None:
+        self.pace_timer = None
+        if self.transport is not None and not self.paused:
+            self.transport.resume_reading()
+
+    def stop_sink(self) -> None:
+        self.sink = self.pace = None
+        if self.pace_timer is not None:
+            self.pace_timer.cancel()
+            self.pace_timer = None
+            if self.transport is not None and not self.paused:
+                self.transport.resume_reading()
+
+    async def wait_sink(self, stall_s: float) -> None:
+        """Wait until sink mode ends: body complete, sink failed, or the connection closed."""
+        while self.sink is not None and not self.eof:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(stall_s):
+                    await self.waiter
+            except TimeoutError:
+                if self.pace_timer is None and time.monotonic() - self.last_rx >= stall_s:
+                    raise
+            finally:
+                self.waiter = None
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -293,6 +356,49 @@ class Response:
         if self._conn is None:
             raise ConnectionBroken("the response was already released")
         return self._conn
+
+    async def pour(
+        self, sink: Callable[[memoryview], None], pace: Callable[[int], float] | None = None
+    ) -> None:
+        """Hand the body to `sink` block by block, each view valid only during the call.
+
+        For a Content-Length body the blocks are given from inside the receive callback, and the
+        next block is received into the same buffer: no task switch and no flow-control pause per
+        block. `pace(n)` (optional) returns how long to stop reading after `n` bytes. Errors from
+        `sink` are raised here. Other framings go through `views()`.
+        """
+        conn, stall = self._live(), self._pool.stall_s
+        if self._chunked or self._remaining is None:
+            async for view in self.views(BUFFER_BYTES // 2):
+                sink(view)
+                if pace is not None and (delay := pace(len(view))) > 0:
+                    await asyncio.sleep(delay)
+            return
+        assert self._remaining is not None
+        if conn.available:
+            n = min(conn.available, self._remaining)
+            block = conn.view[conn.start : conn.start + n]
+            try:
+                sink(block)
+            finally:
+                block.release()
+            conn.consume(n)
+            self._remaining -= n
+            if pace is not None and (delay := pace(n)) > 0:
+                await asyncio.sleep(delay)
+        if self._remaining and not conn.eof:
+            conn.sink, conn.sink_left, conn.sink_error, conn.pace = sink, self._remaining, None, pace
+            try:
+                await conn.wait_sink(stall)
+            finally:
+                self._remaining = conn.sink_left
+                error, conn.sink_error = conn.sink_error, None
+                conn.stop_sink()
+            if error is not None:
+                raise error
+        if self._remaining:
+            raise conn.broken("connection closed before the body was complete")
+        self._done = True
 
     async def _next_chunk(self) -> None:
         conn, stall = self._live(), self._pool.stall_s

@@ -109,11 +109,10 @@ class Stream:
         self.status = resp.status
         self.headers = resp.headers
 
-    async def iter_views(self, min_bytes: int) -> AsyncIterator[memoryview]:
-        """The body as views into the connection buffer, each valid until the next is asked for."""
+    async def pour(self, sink: Callable[[memoryview], None], pace: Callable[[int], float] | None) -> None:
+        """Hand the body to `sink` block by block as it is received (see `_http.Response.pour`)."""
         with self._errors():
-            async for view in self._resp.views(min_bytes):
-                yield view
+            await self._resp.pour(sink, pace)
 
     async def iter_chunks(self, size: int | None = None) -> AsyncIterator[bytes]:
         """The body as bytes objects of at most `size` bytes (None: as they arrive)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,40 @@ def contiguous_prefix(done: Sequence[ByteRange]) -> int:
     """Length of the prefix [0, n) fully covered by `done`."""
     merged = merge(done)
     return merged[0].end if merged and merged[0].start == 0 else 0
+
+
+class Intervals:
+    """A growing set of disjoint byte ranges, coalesced as they are added.
+
+    A ranged download records every block it writes; re-merging the whole list each time cost
+    more CPU than the writes. Here a block that extends a range costs a bisect and a list edit.
+    """
+
+    def __init__(self, ranges: Iterable[ByteRange] = ()) -> None:
+        merged = merge(ranges)
+        self._starts = [r.start for r in merged]
+        self._ends = [r.end for r in merged]
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        i = bisect_right(self._starts, start)
+        if i and self._ends[i - 1] >= start:  # touches or overlaps its predecessor
+            i -= 1
+            start, end = self._starts[i], max(end, self._ends[i])
+            del self._starts[i], self._ends[i]
+        while i < len(self._starts) and self._starts[i] <= end:  # swallows its successors
+            end = max(end, self._ends[i])
+            del self._starts[i], self._ends[i]
+        self._starts.insert(i, start)
+        self._ends.insert(i, end)
+
+    def prefix(self) -> int:
+        """Length of the prefix [0, n) fully covered."""
+        return self._ends[0] if self._starts and self._starts[0] == 0 else 0
+
+    def ranges(self) -> tuple[ByteRange, ...]:
+        return tuple(ByteRange(a, b) for a, b in zip(self._starts, self._ends, strict=True))
 
 
 def plan_missing(size: int, done: Sequence[ByteRange], chunk_bytes: int) -> list[ByteRange]:
