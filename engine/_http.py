@@ -375,7 +375,9 @@ class Response:
                     await asyncio.sleep(delay)
             return
         assert self._remaining is not None
-        if conn.available:
+        # What is already buffered goes first; sink mode starts only once the buffer is empty,
+        # with no await in between, so no byte can land in the buffer behind the sink's back.
+        while conn.available and self._remaining:
             n = min(conn.available, self._remaining)
             block = conn.view[conn.start : conn.start + n]
             try:

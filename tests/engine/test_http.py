@@ -1,0 +1,303 @@
+"""engine/_http.py over real sockets: framing, keep-alive, stale connections, stalls, the pool.
+
+The peer is a raw asyncio TCP server that answers each request with scripted bytes, so framing
+cases the Hub server never produces (chunk extensions, trailers, HTTP/1.0, garbage) are covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine import _http
+from engine._plan import ByteRange, Intervals, merge
+
+Reply = Callable[[bytes], bytes | None]  # request head -> raw response (None: close the connection)
+
+
+@dataclass
+class Peer:
+    reply: Reply
+    url: str = ""
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    close_after_each: bool = False
+
+
+async def _serve(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    peer.connections += 1
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    await reader.readexactly(int(line.split(b":")[1]))
+            peer.requests.append(head)
+            answer = peer.reply(head)
+            if answer is None:
+                return
+            writer.write(answer)
+            await writer.drain()
+            if peer.close_after_each:
+                return
+    finally:
+        writer.close()
+
+
+Peers = Callable[[Reply], Awaitable[Peer]]
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[Peers]:
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: Reply) -> Peer:
+        peer = Peer(reply)
+        server = await asyncio.start_server(lambda r, w: _serve(peer, r, w), "127.0.0.1", 0)
+        servers.append(server)
+        peer.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return peer
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def pool(**kw: float) -> _http.Pool:
+    args: dict[str, float] = {"limit": 4, "connect_timeout_s": 2.0, "stall_s": 2.0} | kw
+    return _http.Pool(
+        limit=int(args["limit"]),
+        connect_timeout_s=args["connect_timeout_s"],
+        stall_s=args["stall_s"],
+        user_agent="batuta-test",
+    )
+
+
+def ok(body: bytes, *extra: str) -> bytes:
+    head = "\r\n".join(["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *extra])
+    return head.encode() + b"\r\n\r\n" + body
+
+
+async def get(p: _http.Pool, url: str, method: str = "GET") -> tuple[int, bytes]:
+    resp = await p.request(method, url)
+    try:
+        return resp.status, await resp.read()
+    finally:
+        resp.release()
+
+
+@pytest.mark.anyio
+async def test_content_length_bodies_reuse_one_connection(peers: Peers) -> None:
+    peer = await peers(lambda head: ok(b"hello " + head.split()[1]))
+    p = pool()
+    assert await get(p, peer.url + "/a") == (200, b"hello /a")
+    assert await get(p, peer.url + "/b") == (200, b"hello /b")
+    await p.aclose()
+    assert peer.connections == 1
+    assert peer.requests[0].startswith(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+@pytest.mark.anyio
+async def test_chunked_body_with_extensions_and_trailers(peers: Peers) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    peer = await peers(lambda head: chunked)
+    p = pool()
+    assert await get(p, peer.url) == (200, b"hello world!")
+    assert await get(p, peer.url) == (200, b"hello world!")
+    await p.aclose()
+    assert peer.connections == 1  # the chunked body was read to its end, so the connection was kept
+
+
+@pytest.mark.anyio
+async def test_body_until_close_and_connection_close_are_not_reused(
+    peers: Peers,
+) -> None:
+    peer = await peers(lambda head: b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+    peer.close_after_each = True
+    p = pool()
+    assert await get(p, peer.url) == (200, b"until the end")
+    assert await get(p, peer.url) == (200, b"until the end")
+    assert peer.connections == 2
+    closing = await peers(lambda head: ok(b"x", "Connection: close"))
+    assert await get(p, closing.url) == (200, b"x")
+    assert await get(p, closing.url) == (200, b"x")
+    await p.aclose()
+    assert closing.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_keep_alive_connection_closed_by_the_server_is_replaced(
+    peers: Peers,
+) -> None:
+    # The server answers, then drops the connection without saying so: the next request on the
+    # pooled connection fails before any response byte and must go out again on a new one.
+    peer = await peers(lambda head: ok(b"fine"))
+    peer.close_after_each = True
+    p = pool()
+    assert await get(p, peer.url) == (200, b"fine")
+    await asyncio.sleep(0.05)
+    assert await get(p, peer.url) == (200, b"fine")
+    await p.aclose()
+    assert peer.connections == 2
+
+
+@pytest.mark.anyio
+async def test_truncated_body_raises_connection_broken(peers: Peers) -> None:
+    peer = await peers(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    peer.close_after_each = True
+    p = pool()
+    resp = await p.request("GET", peer.url)
+    with pytest.raises(_http.ConnectionBroken):
+        await resp.read()
+    resp.release()
+    await p.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_silent_server_is_a_stall(peers: Peers) -> None:
+    peer = await peers(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    p = pool(stall_s=0.3)
+    resp = await p.request("GET", peer.url)
+    with pytest.raises(TimeoutError):
+        await resp.read()
+    resp.release()
+    await p.aclose()
+
+
+@pytest.mark.anyio
+async def test_garbage_and_interim_responses(peers: Peers) -> None:
+    garbage = await peers(lambda head: b"\x00\x01 not http at all\r\n\r\n")
+    p = pool()
+    with pytest.raises(_http.BadResponse):
+        await p.request("GET", garbage.url)
+    interim = await peers(lambda head: b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"real"))
+    assert await get(p, interim.url) == (200, b"real")
+    await p.aclose()
+
+
+@pytest.mark.anyio
+async def test_head_has_no_body_even_with_a_length(peers: Peers) -> None:
+    peer = await peers(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+    p = pool()
+    assert await get(p, peer.url, "HEAD") == (200, b"")
+    assert await get(p, peer.url, "HEAD") == (200, b"")
+    await p.aclose()
+    assert peer.connections == 1
+
+
+@pytest.mark.anyio
+async def test_pour_delivers_every_byte_in_order_and_paces(peers: Peers) -> None:
+    body = random.Random(3).randbytes(3 * _http.BUFFER_BYTES + 12345)
+    peer = await peers(lambda head: ok(body))
+    p = pool()
+    for _ in range(2):
+        got = bytearray()
+        paced: list[int] = []
+
+        def pace(n: int, paced: list[int] = paced) -> float:
+            paced.append(n)
+            return 0.001
+
+        resp = await p.request("GET", peer.url)
+        await resp.pour(got.extend, pace)
+        resp.release()
+        assert bytes(got) == body
+        assert sum(paced) == len(body)
+    await p.aclose()
+    assert peer.connections == 1
+
+
+@pytest.mark.anyio
+async def test_a_failing_sink_surfaces_and_the_connection_is_dropped(
+    peers: Peers,
+) -> None:
+    body = bytes(2 * _http.BUFFER_BYTES)
+    peer = await peers(lambda head: ok(body))
+    p = pool()
+    seen = 0
+
+    def sink(view: memoryview) -> None:
+        nonlocal seen
+        seen += len(view)
+        if seen > _http.BUFFER_BYTES // 2:
+            raise OSError(28, "No space left on device")
+
+    resp = await p.request("GET", peer.url)
+    with pytest.raises(OSError, match="No space"):
+        await resp.pour(sink)
+    resp.release()
+    assert await get(p, peer.url) == (200, body)
+    await p.aclose()
+    assert peer.connections == 2
+
+
+@pytest.mark.anyio
+async def test_pool_limit_frees_an_idle_connection_for_another_host(
+    peers: Peers,
+) -> None:
+    a = await peers(lambda head: ok(b"a"))
+    b = await peers(lambda head: ok(b"b"))
+    p = pool(limit=1)
+    assert await get(p, a.url) == (200, b"a")  # leaves an idle connection holding the only slot
+    held = await p.request("GET", a.url)
+    waiting = asyncio.ensure_future(get(p, b.url))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the slot is in use: b waits
+    assert await held.read() == b"a"
+    held.release()
+    assert await asyncio.wait_for(waiting, 2) == (200, b"b")
+    await p.aclose()
+
+
+def test_request_target_quotes_and_appends_params() -> None:
+    assert _http.request_target("https://hf.co/a b/é?x=1", [("q", "a b")]) == (
+        "https",
+        "hf.co",
+        443,
+        "/a%20b/%C3%A9?x=1&q=a+b",
+    )
+    assert _http.request_target("http://h:8080/%20ok", None) == ("http", "h", 8080, "/%20ok")
+    with pytest.raises(_http.BadResponse):
+        _http.request_target("ftp://h/x", None)
+
+
+def test_header_injection_is_refused() -> None:
+    async def go() -> None:
+        p = pool()
+        with pytest.raises(ValueError, match="line break"):
+            await p.request("GET", "http://127.0.0.1:9/", headers={"X": "a\r\nEvil: 1"})
+
+    asyncio.run(go())
+
+
+def test_intervals_coalesce_in_any_order() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        blocks = [ByteRange(s, s + rng.randint(1, 40)) for s in rng.sample(range(0, 400, 5), 30)]
+        ivs = Intervals()
+        for b in blocks:
+            ivs.add(b.start, b.end)
+        assert list(ivs.ranges()) == merge(blocks)
+        expected = merge(blocks)
+        assert ivs.prefix() == (expected[0].end if expected[0].start == 0 else 0)
+
+
+def test_intervals_from_saved_progress_and_touching_blocks() -> None:
+    ivs = Intervals([ByteRange(10, 20), ByteRange(0, 5)])
+    assert ivs.prefix() == 5
+    ivs.add(5, 10)
+    assert ivs.ranges() == (ByteRange(0, 20),)
+    ivs.add(30, 30)  # empty: ignored
+    ivs.add(25, 40)
+    ivs.add(20, 25)
+    assert ivs.ranges() == (ByteRange(0, 40),) and ivs.prefix() == 40
