@@ -214,9 +214,15 @@ def _formats(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(f for f in ("safetensors", "gguf", "onnx", "pytorch") if f in found)
 
 
-def gather_facts(folder: Path, *, license: str | None = None) -> CardFacts:
-    """Read what the card needs from `folder`: formats, config.json, license, metrics."""
-    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+def gather_facts(
+    folder: Path, *, license: str | None = None, files: Sequence[str] | None = None
+) -> CardFacts:
+    """Read what the card needs from `folder`: formats, config.json, license, metrics.
+
+    `files` (repo paths) are what will be pushed; without them the folder is walked.
+    """
+    if files is None:
+        files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     files = [f for f in files if not _HIDDEN.search(f)]
     config = _read_json(folder / "config.json")
     config = config if isinstance(config, dict) else {}
@@ -338,10 +344,13 @@ def render_model_card(facts: CardFacts, *, repo_id: str) -> str:
     return "\n".join(parts)
 
 
-def generate_model_card(folder: Path, *, repo_id: str, license: str | None) -> str:
+def generate_model_card(
+    folder: Path, *, repo_id: str, license: str | None, files: Sequence[str] | None = None
+) -> str:
     """README.md text for a model folder about to be pushed to `repo_id`.
 
     `license` (a Hub license id) wins; otherwise a LICENSE file is recognised, else `other`.
+    `files`: the repo paths being pushed (the card describes those; default: the whole folder).
     Only small JSON and license files are read. OSError propagates.
     """
-    return render_model_card(gather_facts(folder, license=license), repo_id=repo_id)
+    return render_model_card(gather_facts(folder, license=license, files=files), repo_id=repo_id)

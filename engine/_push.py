@@ -142,12 +142,14 @@ def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | N
 
     Files that the same scanner found clean before, unchanged since, are not read again.
     """
-    from engine._secrets import scan_folder
-
     scanner = scanner_id()
     local = [f for f in files if f.path is not None and f.key is not None]
     known = cache.clean_scans([f.key for f in local if f.key], scanner) if cache else set()
     todo = [f for f in local if f.key not in known]
+    if not todo:
+        return  # and the rules, ~4 ms of regex compilation, are not even loaded
+    from engine._secrets import scan_folder
+
     findings = scan_folder(folder, [f.rel for f in todo])
     if not findings:
         if cache is not None:
@@ -279,7 +281,9 @@ class _Run:
         from engine._modelcard import generate_model_card
 
         text = await anyio.to_thread.run_sync(
-            lambda: generate_model_card(folder, repo_id=ref.repo_id, license=opts.license)
+            lambda: generate_model_card(
+                folder, repo_id=ref.repo_id, license=opts.license, files=[f.rel for f in self.files]
+            )
         )
         data = text.encode()
         self.files.append(
