@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,6 +25,9 @@ BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 1
 MAX_HEAD_BYTES = 64 << 10
 IDLE_EXPIRY_S = 10.0  # servers close idle connections after 5-75 s; do not reuse old ones
 _SAFE_URL_CHARS = "/%:@!$&'()*+,;=-._~?"
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 Params = Mapping[str, str] | list[tuple[str, str]] | None
 
@@ -122,7 +126,7 @@ class _Conn(asyncio.BufferedProtocol):
             # Full: stop reading until the consumer frees room (flow control, bounded memory).
             self.transport.pause_reading()
             self.paused = True
-        if self.end - self.start >= self.want:
+        if self.end - self.start >= self.want or self.paused:
             self._wake()
 
     def _to_sink(self, nbytes: int) -> None:
@@ -144,6 +148,9 @@ class _Conn(asyncio.BufferedProtocol):
             self.start = self.end = 0  # the next block lands at the front again
         else:
             self.start = start + take  # bytes past the body stay; the connection is not reused
+            if self.end == len(self.buf) and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
         if self.sink_left == 0:
             self.sink = None
             self._wake()
@@ -155,6 +162,7 @@ class _Conn(asyncio.BufferedProtocol):
 
     def _end_pace(self) -> None:
         self.pace_timer = None
+        self.last_rx = time.monotonic()  # a pause we chose is not the server stalling
         if self.transport is not None and not self.paused:
             self.transport.resume_reading()
 
@@ -234,12 +242,12 @@ class _Conn(asyncio.BufferedProtocol):
         while self.available < want:
             if self.eof:
                 return False
-            if self.start and self.end == len(self.buf):
-                self._compact()
-            if self.paused and self.transport is not None:
+            if self.start and self.start + want > len(self.buf):
+                self._compact()  # no view is lent out while filling
+            if self.paused and self.transport is not None and self.end < len(self.buf):
                 self.paused = False
                 self.transport.resume_reading()
-            self.want = want - self.available
+            self.want = want
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(stall_s):
@@ -271,14 +279,21 @@ class _Conn(asyncio.BufferedProtocol):
 
     # -- writer side ---------------------------------------------------------------------------
 
-    async def write(self, data: bytes | memoryview) -> None:
+    async def write(self, data: bytes | memoryview, stall_s: float) -> None:
         if self.transport is None or self.transport.is_closing():
             raise self.broken("connection closed while sending the request")
         self.transport.write(data)
         if self.write_paused is not None:
-            await self.write_paused
+            # The peer stopped reading: the same watchdog as for a peer that stops sending.
+            async with asyncio.timeout(stall_s):
+                await self.write_paused
             if self.transport is None:
                 raise self.broken("connection closed while sending the request")
+
+    @property
+    def usable(self) -> bool:
+        """Open, nothing unread, no end seen: fit for the next request."""
+        return self.transport is not None and not self.eof and self.available == 0
 
     def close(self) -> None:
         if self.transport is not None:
@@ -296,21 +311,24 @@ class Response:
         self._pool = pool
         self._conn: _Conn | None = conn
         self.url, self.status, self.headers = url, status, headers
-        self._reusable = headers.get("connection", "").lower() != "close"
-        te = headers.get("transfer-encoding", "").lower()
-        self._chunked = "chunked" in te
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        self._reusable = "close" not in tokens and status != 101
+        codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",") if c.strip()]
+        self._chunked = bool(codings) and codings[-1] == "chunked"
         self._remaining: int | None = None  # None: until the connection closes
         if head or status in (204, 304) or 100 <= status < 200:
             self._remaining = 0
-        elif not self._chunked:
+        elif codings:
+            # RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and such a message must
+            # not be followed by another on the same connection. Not chunked last: until close.
+            self._reusable = self._reusable and "content-length" not in headers and self._chunked
+        else:
             length = headers.get("content-length")
             if length is not None:
-                try:
-                    self._remaining = int(length.split(",")[0].strip())
-                except ValueError:
-                    raise BadResponse(f"bad Content-Length: {length[:40]!r}") from None
-                if self._remaining < 0:
-                    raise BadResponse("negative Content-Length")
+                values = {v.strip() for v in length.split(",")}
+                if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+                    raise BadResponse(f"bad Content-Length: {length[:40]!r}")
+                self._remaining = int(next(iter(values)))
             else:
                 self._reusable = False
         self._chunk_left = 0
@@ -335,7 +353,7 @@ class Response:
                 budget = self._remaining if self._remaining is not None else len(conn.buf)
             want = min(budget, min_bytes)
             if not await conn.fill(want, stall) and conn.available == 0:
-                if self._remaining is None and not self._chunked:
+                if self._remaining is None and not self._chunked and conn.error is None:
                     self._done = True
                     return
                 raise conn.broken("connection closed before the body was complete")
@@ -408,14 +426,19 @@ class Response:
             if await conn.read_line(stall) != b"":
                 raise BadResponse("malformed chunked body")
         line = await conn.read_line(stall)
-        try:
-            size = int(line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise BadResponse("malformed chunk size") from None
+        digits = line.split(b";")[0].strip()
+        # Hex digits only: int() would also take "-6", "0x5" or "1_0", and a negative size
+        # would walk the buffer backwards.
+        if not _HEX.fullmatch(digits):
+            raise BadResponse(f"malformed chunk size: {digits[:20]!r}")
+        size = int(digits, 16)
         self._in_chunks = True
         if size == 0:
-            while await conn.read_line(stall):  # trailers, up to the empty line
-                pass
+            trailer_bytes = 0
+            while trailer := await conn.read_line(stall):  # trailers, up to the empty line
+                trailer_bytes += len(trailer)
+                if trailer_bytes > MAX_HEAD_BYTES:
+                    raise BadResponse("chunked trailers too large")
             self._done = True
         self._chunk_left = size
 
@@ -454,6 +477,19 @@ class Response:
 Body = bytes | AsyncIterator[bytes] | None
 
 
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_MAX_INTERIM = 8
+
+
+class _Waiter:
+    """A request waiting for a connection slot; handed a connection to its host when one frees."""
+
+    __slots__ = ("key", "fut")
+
+    def __init__(self, key: tuple[str, str, int], fut: asyncio.Future[_Conn | None]) -> None:
+        self.key, self.fut = key, fut
+
+
 class Pool:
     """Keep-alive connections per origin, at most `limit` open at once."""
 
@@ -462,7 +498,45 @@ class Pool:
         self.user_agent = user_agent
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._open: set[_Conn] = set()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
+
+    def _head(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        scheme: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: Body,
+    ) -> bytes:
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 literal
+        default_port = 443 if scheme == "https" else 80
+        given = {k.lower() for k in headers}
+        lines = [f"{method} {target} HTTP/1.1"]
+        if "host" not in given:
+            lines.append(f"Host: {host if port == default_port else f'{host}:{port}'}")
+        if "user-agent" not in given:
+            lines.append(f"User-Agent: {self.user_agent}")
+        if "accept-encoding" not in given:
+            lines.append("Accept-Encoding: identity")  # bodies are never decoded here
+        for k, v in headers.items():
+            if not _TOKEN.fullmatch(k) or any(c in v for c in "\r\n\0"):
+                raise ValueError(f"invalid header {k!r}: a bad name or a line break in its value")
+            lines.append(f"{k}: {v}")
+        if isinstance(body, bytes):
+            if "content-length" not in given:
+                lines.append(f"Content-Length: {len(body)}")
+        elif body is None and method in ("POST", "PUT", "PATCH") and "content-length" not in given:
+            lines.append("Content-Length: 0")
+        elif body is not None and "content-length" not in given:
+            raise ValueError("a streamed body needs an explicit Content-Length")
+        try:
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("a header value holds characters outside latin-1") from None
 
     async def request(
         self,
@@ -476,43 +550,27 @@ class Pool:
         """Send a request and return once the response head is in; the caller must release it."""
         scheme, host, port, target = request_target(url, params)
         key = (scheme, host, port)
-        default_port = 443 if scheme == "https" else 80
-        lines = [
-            f"{method} {target} HTTP/1.1",
-            f"Host: {host if port == default_port else f'{host}:{port}'}",
-            f"User-Agent: {self.user_agent}",
-        ]
-        names = set()
-        for k, v in (headers or {}).items():
-            if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
-                raise ValueError(f"header {k!r} holds a line break")
-            lines.append(f"{k}: {v}")
-            names.add(k.lower())
-        if isinstance(body, bytes):
-            lines.append(f"Content-Length: {len(body)}")
-        elif body is None and method in ("POST", "PUT", "PATCH"):
-            lines.append("Content-Length: 0")
-        elif body is not None and "content-length" not in names:
-            raise ValueError("a streamed body needs an explicit Content-Length")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = self._head(method, host, port, scheme, target, headers or {}, body)
         while True:
             conn, reused = await self._checkout(key)
+            sent = False
             try:
-                if isinstance(body, bytes) and len(body) <= 64 << 10:
-                    await conn.write(head + body)
-                else:
-                    await conn.write(head)
-                    if isinstance(body, bytes):
-                        await conn.write(body)
-                    elif body is not None:
-                        async for block in body:
-                            await conn.write(block)
+                try:
+                    await self._send(conn, head, body)
+                    sent = True
+                except (ConnectionBroken, ConnectionError):
+                    # The server may answer before reading the whole body (401, 413) and close:
+                    # its answer, when it is there, says more than the broken pipe.
+                    if not conn.available:
+                        raise
                 status, resp_headers = await self._read_head(conn)
             except (ConnectionBroken, ConnectionError) as exc:
                 self.discard(conn)
                 # The server may close an idle keep-alive connection just as we reuse it: one
-                # more try on a new connection, unless part of a streamed body is already gone.
-                if reused and (body is None or isinstance(body, bytes)):
+                # more try on a new connection, if the request can be sent again and, unless it
+                # is idempotent, did not reach the server whole.
+                replayable = body is None or isinstance(body, bytes)
+                if reused and replayable and (method in _IDEMPOTENT or not sent):
                     continue
                 if isinstance(exc, ConnectionBroken):
                     raise
@@ -521,21 +579,34 @@ class Pool:
                 self.discard(conn)
                 raise
             try:
-                return Response(self, conn, url, status, resp_headers, head=method == "HEAD")
+                resp = Response(self, conn, url, status, resp_headers, head=method == "HEAD")
             except BaseException:
                 self.discard(conn)
                 raise
+            if not sent:
+                resp._reusable = False
+            return resp
+
+    async def _send(self, conn: _Conn, head: bytes, body: Body) -> None:
+        if isinstance(body, bytes) and len(body) <= 64 << 10:
+            await conn.write(head + body, self.stall_s)
+            return
+        await conn.write(head, self.stall_s)
+        if isinstance(body, bytes):
+            await conn.write(body, self.stall_s)
+        elif body is not None:
+            async for block in body:
+                await conn.write(block, self.stall_s)
 
     async def _read_head(self, conn: _Conn) -> tuple[int, dict[str, str]]:
-        while True:
+        for _ in range(_MAX_INTERIM):
             status_line = await conn.read_line(self.stall_s)
             parts = status_line.split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
                 raise BadResponse(f"not an HTTP/1.x response: {status_line[:40]!r}")
-            try:
-                status = int(parts[1])
-            except ValueError:
-                raise BadResponse(f"bad status line: {status_line[:40]!r}") from None
+            status = int(parts[1])
+            if not 100 <= status <= 999:
+                raise BadResponse(f"bad status line: {status_line[:40]!r}")
             headers: dict[str, str] = {}
             size = len(status_line)
             while line := await conn.read_line(self.stall_s):
@@ -543,25 +614,31 @@ class Pool:
                 if size > MAX_HEAD_BYTES:
                     raise BadResponse("response head too large")
                 name, sep, value = line.decode("latin-1").partition(":")
-                if not sep:
+                if not sep or not _TOKEN.fullmatch(name):
                     raise BadResponse(f"bad header line: {line[:40]!r}")
-                k, v = name.strip().lower(), value.strip()
+                k, v = name.lower(), value.strip()
                 headers[k] = f"{headers[k]}, {v}" if k in headers else v
             if 100 <= status < 200 and status != 101:
                 continue  # an interim response (100 Continue): the real one follows
             if parts[0] == b"HTTP/1.0" and "keep-alive" not in headers.get("connection", "").lower():
-                headers.setdefault("connection", "close")
+                headers["connection"] = "close"
             return status, headers
+        raise BadResponse("too many interim responses")
 
     async def _checkout(self, key: tuple[str, str, int]) -> tuple[_Conn, bool]:
+        if self._closed:
+            raise ConnectionBroken("the connection pool is closed")
         now = time.monotonic()
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
-            if conn.transport is not None and not conn.eof and now - conn.idle_since < IDLE_EXPIRY_S:
+            # Bytes that arrived while idle belong to no request: such a connection is out of step.
+            if conn.usable and now - conn.idle_since < IDLE_EXPIRY_S:
                 return conn, True
             self._drop(conn)
-        await self._acquire_slot()
+        handed = await self._acquire_slot(key)
+        if handed is not None:
+            return handed, True
         conn = _Conn(key)
         self._open.add(conn)
         try:
@@ -571,27 +648,38 @@ class Pool:
             raise
         return conn, False
 
-    async def _acquire_slot(self) -> None:
+    async def _acquire_slot(self, key: tuple[str, str, int]) -> _Conn | None:
+        """Wait for room to open a connection; or get one to `key` handed over (returned)."""
         while len(self._open) >= self.limit:
             if self._evict_idle():
                 continue
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
+            waiter = _Waiter(key, asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
             try:
-                await fut
+                handed = await waiter.fut
             except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._wake_waiter()  # pass on the slot we were handed
+                if waiter.fut.done() and not waiter.fut.cancelled():
+                    # We were given a slot or a connection as we were cancelled: pass it on.
+                    got = waiter.fut.result()
+                    if got is not None:
+                        self.put_back(got)
+                    else:
+                        self._wake_waiter()
                 raise
             finally:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(fut)
+                    self._waiters.remove(waiter)
+            if handed is not None:
+                return handed
+            if self._closed:
+                raise ConnectionBroken("the connection pool is closed")
+        return None
 
     def _wake_waiter(self) -> None:
         while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+            waiter = self._waiters.popleft()
+            if not waiter.fut.done():
+                waiter.fut.set_result(None)
                 return
 
     def _evict_idle(self) -> bool:
@@ -610,13 +698,27 @@ class Pool:
                 await loop.create_connection(
                     lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
                 )
+        except TimeoutError:
+            raise  # an OSError too, but the caller reports timeouts as such
         except OSError as exc:
             reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
             raise ConnectFailed(reason, exc) from exc
 
     def put_back(self, conn: _Conn) -> None:
-        if any(not f.done() for f in self._waiters):
-            self._drop(conn)  # a request for another host waits for a slot: free this one
+        if not conn.usable or self._closed:
+            self._drop(conn)
+            return
+        others = False
+        for waiter in self._waiters:
+            if waiter.fut.done():
+                continue
+            if waiter.key == conn.key:
+                self._waiters.remove(waiter)
+                waiter.fut.set_result(conn)  # keep-alive: straight to the next request for this host
+                return
+            others = True
+        if others:
+            self._drop(conn)  # requests for other hosts wait for a slot: free this one
             return
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
@@ -634,6 +736,11 @@ class Pool:
             self._wake_waiter()
 
     async def aclose(self) -> None:
+        self._closed = True
         self._idle.clear()
         for conn in list(self._open):
             self._drop(conn)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.fut.done():
+                waiter.fut.set_result(None)  # they see the pool closed and fail

@@ -282,6 +282,7 @@ class HubClient:
                     self._observe(url, hdrs)
                     status = resp.status
                     if follow and status in _REDIRECTS and "location" in hdrs:
+                        await _drain(resp)
                         redirects += 1
                         if redirects > _MAX_REDIRECTS:
                             raise E.ProtocolError(
@@ -373,6 +374,7 @@ class HubClient:
                 hdrs = resp.headers
                 self._observe(url, hdrs)
                 if resp.status in _REDIRECTS and "location" in hdrs:
+                    await _drain(resp)
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
                         raise E.ProtocolError(
@@ -408,6 +410,14 @@ class HubClient:
                 return
             finally:
                 resp.release()
+
+
+async def _drain(resp: _http.Response) -> None:
+    """Read a small redirect body, so its connection goes back to the pool instead of closing."""
+    length = resp.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= 64 << 10:
+        with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
+            await resp.read()
 
 
 def _short_reason(exc: BaseException) -> str:
