@@ -37,11 +37,14 @@ class HttpError(Exception):
 
 
 class ConnectFailed(HttpError):
-    """No connection could be opened (DNS, refused, TLS handshake)."""
+    """No connection could be opened (DNS, refused, TLS handshake).
 
-    def __init__(self, message: str, os_error: OSError | None = None) -> None:
+    `permanent`: retrying cannot help (the certificate is not trusted or not for this host).
+    """
+
+    def __init__(self, message: str, os_error: OSError | None = None, *, permanent: bool = False) -> None:
         super().__init__(message)
-        self.os_error = os_error
+        self.os_error, self.permanent = os_error, permanent
 
 
 class ConnectionBroken(HttpError):
@@ -702,6 +705,9 @@ class Pool:
             raise  # an OSError too, but the caller reports timeouts as such
         except OSError as exc:
             reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+            verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
+            if verify is not None:
+                raise ConnectFailed(f"TLS certificate not accepted: {verify}", exc, permanent=True) from exc
             raise ConnectFailed(reason, exc) from exc
 
     def put_back(self, conn: _Conn) -> None:

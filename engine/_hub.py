@@ -308,7 +308,7 @@ class HubClient:
                 raise
             except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
-                if attempt < self.config.retry.max_retries:
+                if attempt < self.config.retry.max_retries and not _permanent(exc):
                     attempt += 1
                     await self._wait_retry(url, attempt, reason, None)
                     continue
@@ -361,7 +361,7 @@ class HubClient:
             try:
                 resp = await self._pool.request("GET", url, headers=headers)
             except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
-                if attempt < self.config.retry.max_retries:
+                if attempt < self.config.retry.max_retries and not _permanent(exc):
                     attempt += 1
                     await self._wait_retry(
                         url, attempt, "timeout" if isinstance(exc, TimeoutError) else "connect", None
@@ -410,6 +410,10 @@ class HubClient:
                 return
             finally:
                 resp.release()
+
+
+def _permanent(exc: BaseException) -> bool:
+    return isinstance(exc, _http.ConnectFailed) and exc.permanent
 
 
 async def _drain(resp: _http.Response) -> None:

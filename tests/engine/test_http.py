@@ -7,13 +7,19 @@ cases the Hub server never produces (chunk extensions, trailers, HTTP/1.0, garba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
-from engine import _http
+from engine import ConnectError, RetryPolicy, _http, load_config
+from engine._hub import HubClient
 from engine._plan import ByteRange, Intervals, merge
 
 Reply = Callable[[bytes], bytes | None]  # request head -> raw response (None: close the connection)
@@ -411,3 +417,107 @@ async def test_a_freed_connection_goes_to_the_next_request_for_its_host(peers: P
     await p.aclose()
     assert results == [(200, b"x" * 100)] * 6
     assert peer.connections == 1
+
+
+def _self_signed(tmp: Path, name: str, san: str) -> tuple[Path, Path]:
+    cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + [
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=batuta-test",
+            "-addext",
+            f"subjectAltName={san}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[Path, Path]]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    good = _self_signed(tmp_path, "good", "DNS:localhost,IP:127.0.0.1")
+    other = _self_signed(tmp_path, "other", "DNS:elsewhere.invalid")
+    monkeypatch.setattr(_http, "_ssl_context", None)  # the trust store is read once per process
+    yield {"good": good, "other": other}
+    _http._ssl_context = None
+
+
+async def _tls_peer(cert: Path, key: Path, body: bytes) -> tuple[asyncio.Server, str]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ok(body))
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+    return server, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.anyio
+async def test_https_bodies_arrive_whole_through_tls(
+    tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_files["good"]
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    body = random.Random(8).randbytes(3 * _http.BUFFER_BYTES + 999)
+    server, url = await _tls_peer(cert, key, body)
+    p = pool()
+    assert await get(p, url) == (200, body)
+    got = bytearray()
+    resp = await p.request("GET", url)
+    await resp.pour(got.extend)
+    resp.release()
+    assert bytes(got) == body
+    await p.aclose()
+    server.close()
+
+
+@pytest.mark.anyio
+async def test_https_refuses_an_untrusted_or_mismatched_certificate(
+    tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good, other = tls_files["good"], tls_files["other"]
+    server, url = await _tls_peer(*good, b"secret")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other[0]))  # trusts another certificate only
+    p = pool()
+    with pytest.raises(_http.ConnectFailed, match="TLS certificate not accepted") as info:
+        await p.request("GET", url)
+    assert info.value.permanent
+    await p.aclose()
+    server.close()
+    # Trusted, but issued for another name than the one connected to.
+    server, url = await _tls_peer(*other, b"secret")
+    _http._ssl_context = None
+    p = pool()
+    with pytest.raises(_http.ConnectFailed, match="mismatch"):
+        await p.request("GET", url)
+    await p.aclose()
+    server.close()
+
+
+@pytest.mark.anyio
+async def test_the_hub_client_does_not_retry_a_certificate_it_cannot_trust(
+    tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = await _tls_peer(*tls_files["good"], b"{}")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files["other"][0]))
+    config = load_config({}, endpoint=url, retry=RetryPolicy(base_s=0.01, cap_s=0.02), token="hf_" + "x" * 34)
+    async with HubClient(config) as client:
+        with pytest.raises(ConnectError, match="TLS certificate not accepted") as info:
+            await client.get_json("/api/models")
+        assert client.retries == 0
+    assert "hf_xxx" not in str(info.value)
+    server.close()
