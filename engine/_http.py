@@ -6,7 +6,9 @@ asyncio BufferedProtocol: the kernel writes the body straight into the connectio
 the caller gets memoryviews of it (`Response.views`), which the downloader hands to pwrite.
 
 Scope is what the Hub protocol needs: GET/HEAD/POST/PUT/DELETE, Content-Length and chunked
-bodies, keep-alive, TLS with the system trust store, no proxies, no compression, no cookies.
+bodies, keep-alive, TLS with the system trust store, HTTP proxies from the environment
+(`https_proxy` / `http_proxy` / `all_proxy`, `no_proxy`; https through a CONNECT tunnel), no
+compression, no cookies.
 Redirects, retries and error mapping are the caller's (engine/_hub.py).
 """
 
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 16 MiB
 MAX_HEAD_BYTES = 64 << 10
@@ -66,6 +69,74 @@ def _tls_context() -> Any:
 
         _ssl_context = ssl.create_default_context()
     return _ssl_context
+
+
+class Proxy(NamedTuple):
+    host: str
+    port: int
+    auth: str | None  # the Proxy-Authorization value, from the proxy URL's user:password
+    label: str  # scheme://host:port, without credentials: the only form shown in errors
+
+
+def proxy_for(scheme: str, host: str, env: Mapping[str, str]) -> Proxy | None:
+    """The proxy the environment names for `scheme://host`, as curl and requests read it."""
+    if not any(k.lower().endswith("_proxy") for k in env):
+        return None
+    # Lower-case names win over upper-case ones, as in curl and requests.
+    found = sorted((k.islower(), k.lower()[:-6], v) for k, v in env.items() if k.lower().endswith("_proxy"))
+    proxies = {name: value for _, name, value in found if value}
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or bypassed(host, proxies.get("no", "")):
+        return None
+    p = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = p.port or 80
+    except ValueError:
+        port = -1
+    if p.scheme != "http" or not p.hostname or port < 0:
+        raise ConnectFailed(
+            f"unsupported proxy {p.scheme}://{p.hostname or ''} (set an http://host:port proxy)",
+            permanent=True,
+        )
+    auth = None
+    if p.username is not None:
+        import base64
+
+        pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+        auth = "Basic " + base64.b64encode(pair).decode()
+    return Proxy(p.hostname, port, auth, f"http://{p.hostname}:{port}")
+
+
+def _authority(host: str, port: int, default_port: int) -> str:
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return host if port == default_port else f"{host}:{port}"
+
+
+def bypassed(host: str, no_proxy: str) -> bool:
+    """Whether `no_proxy` exempts `host`: `*`, a name or a domain suffix, an IP or a CIDR block."""
+    host = host.strip("[]").lower()
+    for entry in no_proxy.replace(" ", ",").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            import ipaddress
+
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        if entry.startswith("[") or entry.count(":") == 1:
+            entry = entry.rsplit(":", 1)[0] if not entry.startswith("[") else entry[1 : entry.find("]")]
+        entry = entry.lstrip(".")
+        if host == entry or host.endswith("." + entry):
+            return True
+    return False
 
 
 def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]:
@@ -503,6 +574,12 @@ class Pool:
         self._open: set[_Conn] = set()
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
+        self._routes: dict[tuple[str, str, int], Proxy | None] = {}
+
+    def _route(self, key: tuple[str, str, int]) -> Proxy | None:
+        if key not in self._routes:
+            self._routes[key] = proxy_for(key[0], key[1], os.environ)
+        return self._routes[key]
 
     def _head(
         self,
@@ -514,13 +591,10 @@ class Pool:
         headers: Mapping[str, str],
         body: Body,
     ) -> bytes:
-        if ":" in host:
-            host = f"[{host}]"  # an IPv6 literal
-        default_port = 443 if scheme == "https" else 80
         given = {k.lower() for k in headers}
         lines = [f"{method} {target} HTTP/1.1"]
         if "host" not in given:
-            lines.append(f"Host: {host if port == default_port else f'{host}:{port}'}")
+            lines.append(f"Host: {_authority(host, port, 443 if scheme == 'https' else 80)}")
         if "user-agent" not in given:
             lines.append(f"User-Agent: {self.user_agent}")
         if "accept-encoding" not in given:
@@ -553,7 +627,14 @@ class Pool:
         """Send a request and return once the response head is in; the caller must release it."""
         scheme, host, port, target = request_target(url, params)
         key = (scheme, host, port)
-        head = self._head(method, host, port, scheme, target, headers or {}, body)
+        proxy = self._route(key)
+        extra = dict(headers or {})
+        if proxy is not None and scheme == "http":
+            # Plain http through a proxy: the request names the whole URL (absolute form).
+            target = f"http://{_authority(host, port, 80)}{target}"
+            if proxy.auth:
+                extra["Proxy-Authorization"] = proxy.auth
+        head = self._head(method, host, port, scheme, target, extra, body)
         while True:
             conn, reused = await self._checkout(key)
             sent = False
@@ -696,11 +777,23 @@ class Pool:
         scheme, host, port = conn.key
         loop = asyncio.get_running_loop()
         tls = _tls_context() if scheme == "https" else None
+        proxy = self._route(conn.key)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                await loop.create_connection(
-                    lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                if proxy is None:
+                    await loop.create_connection(
+                        lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
+                    )
+                    return
+                try:
+                    await loop.create_connection(lambda: conn, proxy.host, proxy.port)
+                except OSError as exc:
+                    reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+                    raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}", exc) from exc
+                if tls is not None:
+                    await self._tunnel(conn, proxy, host, port)
+                    assert conn.transport is not None
+                    conn.transport = await loop.start_tls(conn.transport, conn, tls, server_hostname=host)
         except TimeoutError:
             raise  # an OSError too, but the caller reports timeouts as such
         except OSError as exc:
@@ -709,6 +802,23 @@ class Pool:
             if verify is not None:
                 raise ConnectFailed(f"TLS certificate not accepted: {verify}", exc, permanent=True) from exc
             raise ConnectFailed(reason, exc) from exc
+
+    async def _tunnel(self, conn: _Conn, proxy: Proxy, host: str, port: int) -> None:
+        """CONNECT through the proxy; TLS then runs end to end, so the proxy sees no header."""
+        authority = _authority(host, port, -1)
+        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", f"User-Agent: {self.user_agent}"]
+        if proxy.auth:
+            lines.append(f"Proxy-Authorization: {proxy.auth}")
+        await conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), self.stall_s)
+        try:
+            status, _ = await self._read_head(conn)
+        except (HttpError, ConnectionError) as exc:
+            raise ConnectFailed(f"proxy {proxy.label} broke the tunnel to {authority}: {exc}") from exc
+        if not 200 <= status < 300 or conn.available:
+            raise ConnectFailed(
+                f"proxy {proxy.label} refused the tunnel to {authority} (HTTP {status})",
+                permanent=status in (403, 407),
+            )
 
     def put_back(self, conn: _Conn) -> None:
         if not conn.usable or self._closed:

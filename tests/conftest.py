@@ -34,6 +34,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):  # a proxy on the host must not reroute the local Hub
+            monkeypatch.delenv(name)
     for k, v in FAST_RETRY_ENV.items():
         monkeypatch.setenv(k, v)
     return home

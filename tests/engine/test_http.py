@@ -7,13 +7,7 @@ cases the Hub server never produces (chunk extensions, trailers, HTTP/1.0, garba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import shutil
-import ssl
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,90 +15,7 @@ import pytest
 from engine import ConnectError, RetryPolicy, _http, load_config
 from engine._hub import HubClient
 from engine._plan import ByteRange, Intervals, merge
-
-Reply = Callable[[bytes], bytes | None]  # request head -> raw response (None: close the connection)
-
-
-@dataclass
-class Peer:
-    reply: Reply
-    url: str = ""
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
-    close_after_each: bool = False
-    writers: list[asyncio.StreamWriter] = field(default_factory=list)
-
-
-async def _serve(peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    peer.connections += 1
-    peer.writers.append(writer)
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    await reader.readexactly(int(line.split(b":")[1]))
-            peer.requests.append(head)
-            answer = peer.reply(head)
-            if answer is None:
-                return
-            writer.write(answer)
-            await writer.drain()
-            if peer.close_after_each:
-                return
-    finally:
-        writer.close()
-
-
-Peers = Callable[[Reply], Awaitable[Peer]]
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[Peers]:
-    servers: list[asyncio.Server] = []
-    started: list[Peer] = []
-
-    async def start(reply: Reply) -> Peer:
-        peer = Peer(reply)
-        server = await asyncio.start_server(lambda r, w: _serve(peer, r, w), "127.0.0.1", 0)
-        servers.append(server)
-        started.append(peer)
-        peer.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        return peer
-
-    yield start
-    for server in servers:
-        server.close()
-    for peer in started:
-        for writer in peer.writers:
-            writer.close()
-    await asyncio.sleep(0)  # let the transports finish closing before the loop goes
-
-
-def pool(**kw: float) -> _http.Pool:
-    args: dict[str, float] = {"limit": 4, "connect_timeout_s": 2.0, "stall_s": 2.0} | kw
-    return _http.Pool(
-        limit=int(args["limit"]),
-        connect_timeout_s=args["connect_timeout_s"],
-        stall_s=args["stall_s"],
-        user_agent="batuta-test",
-    )
-
-
-def ok(body: bytes, *extra: str) -> bytes:
-    head = "\r\n".join(["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *extra])
-    return head.encode() + b"\r\n\r\n" + body
-
-
-async def get(p: _http.Pool, url: str, method: str = "GET") -> tuple[int, bytes]:
-    resp = await p.request(method, url)
-    try:
-        return resp.status, await resp.read()
-    finally:
-        resp.release()
+from tests.engine.netpeers import Peers, get, ok, pool, tls_peer
 
 
 @pytest.mark.anyio
@@ -419,53 +330,6 @@ async def test_a_freed_connection_goes_to_the_next_request_for_its_host(peers: P
     assert peer.connections == 1
 
 
-def _self_signed(tmp: Path, name: str, san: str) -> tuple[Path, Path]:
-    cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + [
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=batuta-test",
-            "-addext",
-            f"subjectAltName={san}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-@pytest.fixture
-def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, tuple[Path, Path]]]:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    good = _self_signed(tmp_path, "good", "DNS:localhost,IP:127.0.0.1")
-    other = _self_signed(tmp_path, "other", "DNS:elsewhere.invalid")
-    monkeypatch.setattr(_http, "_ssl_context", None)  # the trust store is read once per process
-    yield {"good": good, "other": other}
-    _http._ssl_context = None
-
-
-async def _tls_peer(cert: Path, key: Path, body: bytes) -> tuple[asyncio.Server, str]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(ok(body))
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
-    return server, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-
 @pytest.mark.anyio
 async def test_https_bodies_arrive_whole_through_tls(
     tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
@@ -473,7 +337,7 @@ async def test_https_bodies_arrive_whole_through_tls(
     cert, key = tls_files["good"]
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     body = random.Random(8).randbytes(3 * _http.BUFFER_BYTES + 999)
-    server, url = await _tls_peer(cert, key, body)
+    server, url = await tls_peer(cert, key, body)
     p = pool()
     assert await get(p, url) == (200, body)
     got = bytearray()
@@ -490,7 +354,7 @@ async def test_https_refuses_an_untrusted_or_mismatched_certificate(
     tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good, other = tls_files["good"], tls_files["other"]
-    server, url = await _tls_peer(*good, b"secret")
+    server, url = await tls_peer(*good, b"secret")
     monkeypatch.setenv("SSL_CERT_FILE", str(other[0]))  # trusts another certificate only
     p = pool()
     with pytest.raises(_http.ConnectFailed, match="TLS certificate not accepted") as info:
@@ -499,7 +363,7 @@ async def test_https_refuses_an_untrusted_or_mismatched_certificate(
     await p.aclose()
     server.close()
     # Trusted, but issued for another name than the one connected to.
-    server, url = await _tls_peer(*other, b"secret")
+    server, url = await tls_peer(*other, b"secret")
     _http._ssl_context = None
     p = pool()
     with pytest.raises(_http.ConnectFailed, match="mismatch"):
@@ -512,7 +376,7 @@ async def test_https_refuses_an_untrusted_or_mismatched_certificate(
 async def test_the_hub_client_does_not_retry_a_certificate_it_cannot_trust(
     tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, url = await _tls_peer(*tls_files["good"], b"{}")
+    server, url = await tls_peer(*tls_files["good"], b"{}")
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files["other"][0]))
     config = load_config({}, endpoint=url, retry=RetryPolicy(base_s=0.01, cap_s=0.02), token="hf_" + "x" * 34)
     async with HubClient(config) as client:

@@ -1,0 +1,187 @@
+"""Proxies from the environment: CONNECT tunnels for https, absolute-form requests for http.
+
+The proxy is a small asyncio relay on 127.0.0.1 that records what it is asked; origins are the
+raw TLS and plain peers of test_http.py and a LocalHub for the engine API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from engine import ConnectError, Engine, RepoRef, RetryPolicy, _http, load_config
+from engine.testing.hub import LocalHub
+from tests.engine.netpeers import Peers, get, ok, pool, tls_peer
+
+CREDS = ("proxy-user", "s3cret-proxy-pass")
+
+
+@dataclass
+class Relay:
+    url: str = ""
+    heads: list[bytes] = field(default_factory=list)
+    require: str | None = None  # the Proxy-Authorization value it insists on
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.close()
+
+
+async def _relay(relay: Relay, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    relay.heads.append(head)
+    method, target, _ = head.split(b"\r\n")[0].split(b" ", 2)
+    if relay.require and f"Proxy-Authorization: {relay.require}".encode() not in head:
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        return
+    if method == b"CONNECT":
+        host, port = target.decode().rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    else:
+        # Absolute form: forward in origin form, without the proxy's own header.
+        u = urlsplit(target.decode())
+        up_reader, up_writer = await asyncio.open_connection(u.hostname, u.port or 80)
+        lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"proxy-authorization:")]
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        lines[0] = b" ".join([method, path.encode(), b"HTTP/1.1"])
+        up_writer.write(b"\r\n".join(lines))
+    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    r = Relay()
+    server = await asyncio.start_server(lambda rd, wr: _relay(r, rd, wr), "127.0.0.1", 0)
+    r.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    yield r
+    server.close()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def with_creds(url: str) -> str:
+    return url.replace("http://", f"http://{CREDS[0]}:{CREDS[1]}@")
+
+
+@pytest.mark.anyio
+async def test_https_goes_through_a_connect_tunnel_with_proxy_credentials(
+    relay: Relay, tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_files["good"]
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    body = os.urandom(3 * _http.BUFFER_BYTES)
+    server, url = await tls_peer(cert, key, body)
+    relay.require = basic(*CREDS)
+    monkeypatch.setenv("HTTPS_PROXY", with_creds(relay.url))
+    p = pool()
+    assert await get(p, url) == (200, body)
+    assert await get(p, url) == (200, body)  # the tunnel is kept alive like any connection
+    await p.aclose()
+    server.close()
+    port = urlsplit(url).port
+    assert len(relay.heads) == 1
+    assert relay.heads[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n".encode())
+
+
+@pytest.mark.anyio
+async def test_http_goes_in_absolute_form_and_no_proxy_bypasses(
+    relay: Relay, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bytes] = []
+
+    def reply(head: bytes) -> bytes:
+        seen.append(head)
+        return ok(b"via")
+
+    origin = await peers(reply)
+    relay.require = basic(*CREDS)
+    monkeypatch.setenv("http_proxy", with_creds(relay.url))
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # lower case wins, as in curl
+    p = pool()
+    assert await get(p, origin.url + "/x?y=1") == (200, b"via")
+    await p.aclose()
+    assert relay.heads[0].startswith(f"GET {origin.url}/x?y=1 HTTP/1.1\r\n".encode())
+    assert b"Proxy-Authorization" not in seen[0]  # the proxy's secret stops at the proxy
+    monkeypatch.setenv("NO_PROXY", "example.org, 127.0.0.0/8")
+    p = pool()
+    assert await get(p, origin.url) == (200, b"via")
+    await p.aclose()
+    assert len(relay.heads) == 1
+
+
+@pytest.mark.anyio
+async def test_a_refusing_proxy_is_a_clear_error_without_its_password(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay.require = basic("someone", "else")
+    monkeypatch.setenv("HTTPS_PROXY", with_creds(relay.url))
+    config = load_config(
+        {}, endpoint="https://hub.example.invalid", retry=RetryPolicy(base_s=0.01, cap_s=0.02)
+    )
+    async with Engine(config) as engine:
+        with pytest.raises(ConnectError) as info:
+            await engine.info(RepoRef.parse("model", "acme/tiny"))
+    assert "refused the tunnel" in str(info.value) and "407" in str(info.value)
+    assert CREDS[1] not in str(info.value) and CREDS[0] not in str(info.value)
+    assert len(relay.heads) == 1  # 407 is not retried
+
+
+@pytest.mark.anyio
+async def test_the_engine_reaches_a_hub_through_the_proxy(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with LocalHub.in_thread() as hub:
+        hub.add_repo("acme/tiny", {"config.json": b"{}"})
+        monkeypatch.setenv("HTTP_PROXY", relay.url)
+        async with Engine(load_config(os.environ, endpoint=hub.url)) as engine:
+            info = await engine.info(RepoRef.parse("model", "acme/tiny"))
+    assert info.info.id == "acme/tiny"
+    assert any(h.startswith(f"GET {hub.url}/api/models/acme/tiny".encode()) for h in relay.heads)
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "expected"),
+    [
+        ("huggingface.co", "", False),
+        ("huggingface.co", "*", True),
+        ("cdn-lfs.huggingface.co", ".huggingface.co", True),
+        ("cdn-lfs.huggingface.co", "huggingface.co", True),
+        ("nothuggingface.co", "huggingface.co", False),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("11.1.2.3", "10.0.0.0/8", False),
+        ("mirror.local", "other, mirror.local:8080", True),
+        ("[::1]", "::1/128", True),
+    ],
+)
+def test_no_proxy_rules(host: str, no_proxy: str, expected: bool) -> None:
+    assert _http.bypassed(host, no_proxy) is expected
+
+
+def test_proxy_urls() -> None:
+    env = {"https_proxy": "proxy.corp:3128", "all_proxy": "http://u:p%40ss@fallback:8080"}
+    assert _http.proxy_for("https", "huggingface.co", env) == _http.Proxy(
+        "proxy.corp", 3128, None, "http://proxy.corp:3128"
+    )
+    via_all = _http.proxy_for("http", "huggingface.co", env)
+    assert via_all is not None and via_all.auth == basic("u", "p@ss") and "p@ss" not in via_all.label
+    assert _http.proxy_for("https", "huggingface.co", {}) is None
+    with pytest.raises(_http.ConnectFailed, match="unsupported proxy"):
+        _http.proxy_for("https", "huggingface.co", {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
