@@ -75,36 +75,47 @@ class Proxy(NamedTuple):
     host: str
     port: int
     auth: str | None  # the Proxy-Authorization value, from the proxy URL's user:password
-    label: str  # scheme://host:port, without credentials: the only form shown in errors
+    label: str  # http://host:port, without credentials: the only form shown in errors
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.label})"  # never the credentials, even base64-encoded
 
 
-def proxy_for(scheme: str, host: str, env: Mapping[str, str]) -> Proxy | None:
-    """The proxy the environment names for `scheme://host`, as curl and requests read it."""
+_MALFORMED_PROXY = "malformed proxy setting (percent-encode special characters in its user name and password)"
+_KNOWN_SCHEMES = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
+
+
+def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Proxy | None:
+    """The proxy the environment names for `scheme://host:port`, as curl and requests read it.
+
+    Raises ConnectFailed (permanent) for a proxy it cannot use; messages never repeat the
+    setting itself, which may hold a password.
+    """
     if not any(k.lower().endswith("_proxy") for k in env):
         return None
     # Lower-case names win over upper-case ones, as in curl and requests.
     found = sorted((k.islower(), k.lower()[:-6], v) for k, v in env.items() if k.lower().endswith("_proxy"))
     proxies = {name: value for _, name, value in found if value}
     url = proxies.get(scheme) or proxies.get("all")
-    if not url or bypassed(host, proxies.get("no", "")):
+    if not url or bypassed(host, port, proxies.get("no", "")):
         return None
-    p = urlsplit(url if "://" in url else f"http://{url}")
     try:
-        port = p.port or 80
+        p = urlsplit(url if "://" in url else f"http://{url}")
+        proxy_host, proxy_port = p.hostname, p.port or 80
     except ValueError:
-        port = -1
-    if p.scheme != "http" or not p.hostname or port < 0:
-        raise ConnectFailed(
-            f"unsupported proxy {p.scheme}://{p.hostname or ''} (set an http://host:port proxy)",
-            permanent=True,
-        )
+        raise ConnectFailed(_MALFORMED_PROXY, permanent=True) from None
+    if p.scheme != "http":
+        shown = f"{p.scheme}:// " if p.scheme in _KNOWN_SCHEMES else ""
+        raise ConnectFailed(f"unsupported {shown}proxy: only http:// proxies are supported", permanent=True)
+    if not proxy_host or p.path not in ("", "/") or p.query or p.fragment:
+        raise ConnectFailed(_MALFORMED_PROXY, permanent=True)
     auth = None
     if p.username is not None:
         import base64
 
         pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
         auth = "Basic " + base64.b64encode(pair).decode()
-    return Proxy(p.hostname, port, auth, f"http://{p.hostname}:{port}")
+    return Proxy(proxy_host, proxy_port, auth, f"http://{_authority(proxy_host, proxy_port, -1)}")
 
 
 def _authority(host: str, port: int, default_port: int) -> str:
@@ -113,28 +124,39 @@ def _authority(host: str, port: int, default_port: int) -> str:
     return host if port == default_port else f"{host}:{port}"
 
 
-def bypassed(host: str, no_proxy: str) -> bool:
-    """Whether `no_proxy` exempts `host`: `*`, a name or a domain suffix, an IP or a CIDR block."""
-    host = host.strip("[]").lower()
+def bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """Whether `no_proxy` exempts `host:port`: `*` alone, names and their subdomains (with an
+    optional port), IP addresses and CIDR blocks."""
+    if no_proxy.strip() == "*":
+        return True
+    host = host.strip("[]").lower().rstrip(".")
+    import ipaddress
+
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
     for entry in no_proxy.replace(" ", ",").split(","):
         entry = entry.strip().lower()
-        if not entry:
+        if not entry or entry == "*":
             continue
-        if entry == "*":
-            return True
         if "/" in entry:
-            import ipaddress
-
             try:
-                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
                     return True
             except ValueError:
                 pass
             continue
-        if entry.startswith("[") or entry.count(":") == 1:
-            entry = entry.rsplit(":", 1)[0] if not entry.startswith("[") else entry[1 : entry.find("]")]
-        entry = entry.lstrip(".")
-        if host == entry or host.endswith("." + entry):
+        entry_port = None
+        if entry.startswith("["):  # [v6]:port
+            entry, _, rest = entry[1:].partition("]")
+            entry_port = rest[1:] or None
+        elif entry.count(":") == 1:
+            entry, entry_port = entry.split(":")
+        if entry_port is not None and entry_port != str(port):
+            continue
+        entry = entry.lstrip(".").rstrip(".")
+        if host == entry or (ip is None and host.endswith("." + entry)):
             return True
     return False
 
@@ -578,7 +600,7 @@ class Pool:
 
     def _route(self, key: tuple[str, str, int]) -> Proxy | None:
         if key not in self._routes:
-            self._routes[key] = proxy_for(key[0], key[1], os.environ)
+            self._routes[key] = proxy_for(key[0], key[1], key[2], os.environ)
         return self._routes[key]
 
     def _head(
@@ -662,6 +684,9 @@ class Pool:
             except BaseException:
                 self.discard(conn)
                 raise
+            if status == 407 and proxy is not None and scheme == "http":
+                self.discard(conn)
+                raise ConnectFailed(f"proxy {proxy.label} refused the request (HTTP 407)", permanent=True)
             try:
                 resp = Response(self, conn, url, status, resp_headers, head=method == "HEAD")
             except BaseException:
@@ -801,6 +826,8 @@ class Pool:
             verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
             if verify is not None:
                 raise ConnectFailed(f"TLS certificate not accepted: {verify}", exc, permanent=True) from exc
+            if proxy is not None:
+                reason = f"{reason} (through proxy {proxy.label})"
             raise ConnectFailed(reason, exc) from exc
 
     async def _tunnel(self, conn: _Conn, proxy: Proxy, host: str, port: int) -> None:

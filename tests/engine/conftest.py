@@ -41,6 +41,7 @@ def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
         pytest.skip("the openssl command is needed to make a test certificate")
     good = self_signed(tmp_path, "good", "DNS:localhost,IP:127.0.0.1")
     other = self_signed(tmp_path, "other", "DNS:elsewhere.invalid")
+    named = self_signed(tmp_path, "named", "DNS:localhost")  # valid for the name only, not 127.0.0.1
     monkeypatch.setattr(_http, "_ssl_context", None)  # the trust store is read once per process
-    yield {"good": good, "other": other}
+    yield {"good": good, "other": other, "named": named}
     _http._ssl_context = None

@@ -51,7 +51,13 @@ async def _relay(relay: Relay, reader: asyncio.StreamReader, writer: asyncio.Str
         return
     if method == b"CONNECT":
         host, port = target.decode().rsplit(":", 1)
-        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
     else:
         # Absolute form: forward in origin form, without the proxy's own header.
@@ -85,20 +91,56 @@ def with_creds(url: str) -> str:
 async def test_https_goes_through_a_connect_tunnel_with_proxy_credentials(
     relay: Relay, tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cert, key = tls_files["good"]
+    # The origin's certificate names "localhost" only and the proxy listens on 127.0.0.1: the
+    # handshake must check the origin's name, not the proxy's address.
+    cert, key = tls_files["named"]
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     body = os.urandom(3 * _http.BUFFER_BYTES)
     server, url = await tls_peer(cert, key, body)
+    url = url.replace("127.0.0.1", "localhost")
     relay.require = basic(*CREDS)
     monkeypatch.setenv("HTTPS_PROXY", with_creds(relay.url))
     p = pool()
-    assert await get(p, url) == (200, body)
-    assert await get(p, url) == (200, body)  # the tunnel is kept alive like any connection
+    for _ in range(2):  # the tunnel is kept alive like any connection
+        resp = await p.request("GET", url, headers={"Authorization": "Bearer hf_token_for_the_origin_only"})
+        assert (resp.status, await resp.read()) == (200, body)
+        resp.release()
     await p.aclose()
     server.close()
-    port = urlsplit(url).port
     assert len(relay.heads) == 1
-    assert relay.heads[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n".encode())
+    connect = relay.heads[0]
+    assert connect.startswith(f"CONNECT localhost:{urlsplit(url).port} HTTP/1.1\r\n".encode())
+    assert b"hf_token" not in connect and b"Authorization: Bearer" not in connect
+
+
+@pytest.mark.anyio
+async def test_a_tunnel_to_a_certificate_for_the_proxy_only_is_refused(
+    relay: Relay, tls_files: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_files["other"]  # names elsewhere.invalid, neither the origin nor the proxy
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server, url = await tls_peer(cert, key, b"x")
+    monkeypatch.setenv("HTTPS_PROXY", relay.url)
+    p = pool()
+    with pytest.raises(_http.ConnectFailed, match="TLS certificate not accepted"):
+        await p.request("GET", url)
+    await p.aclose()
+    server.close()
+
+
+@pytest.mark.anyio
+async def test_a_tunnel_the_proxy_cannot_open_is_an_error(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", relay.url)
+    p = pool()
+    # Nothing listens on port 9 of 127.0.0.1: the relay answers 502.
+    with pytest.raises(
+        _http.ConnectFailed, match=r"refused the tunnel to 127\.0\.0\.1:9 \(HTTP 502\)"
+    ) as info:
+        await p.request("GET", "https://127.0.0.1:9/")
+    assert not info.value.permanent  # a gateway error may pass: the Hub client retries it
+    await p.aclose()
 
 
 @pytest.mark.anyio
@@ -119,12 +161,43 @@ async def test_http_goes_in_absolute_form_and_no_proxy_bypasses(
     assert await get(p, origin.url + "/x?y=1") == (200, b"via")
     await p.aclose()
     assert relay.heads[0].startswith(f"GET {origin.url}/x?y=1 HTTP/1.1\r\n".encode())
-    assert b"Proxy-Authorization" not in seen[0]  # the proxy's secret stops at the proxy
+    assert f"Proxy-Authorization: {basic(*CREDS)}".encode() in relay.heads[0]
     monkeypatch.setenv("NO_PROXY", "example.org, 127.0.0.0/8")
     p = pool()
     assert await get(p, origin.url) == (200, b"via")
     await p.aclose()
-    assert len(relay.heads) == 1
+    assert len(relay.heads) == 1  # the second request went direct
+    assert len(seen) == 2 and b"Proxy-Authorization" not in seen[1]
+
+
+@pytest.mark.anyio
+async def test_a_407_on_plain_http_is_a_proxy_error(
+    relay: Relay, peers: Peers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = await peers(lambda head: ok(b"never"))
+    relay.require = basic("someone", "else")
+    monkeypatch.setenv("HTTP_PROXY", with_creds(relay.url))
+    p = pool()
+    with pytest.raises(_http.ConnectFailed, match="refused the request") as info:
+        await p.request("GET", origin.url)
+    assert info.value.permanent and origin.connections == 0
+    await p.aclose()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "http://alice:hunter2\uff03x@proxy.invalid:3128",  # a character the URL parser rejects
+        "http://alice:12345/6789@127.0.0.1:3128",  # an unencoded "/" ends the host part early
+        "http://alice:pa[ss@proxy.invalid:3128",
+    ],
+)
+def test_a_malformed_proxy_setting_is_refused_without_repeating_it(setting: str) -> None:
+    with pytest.raises(_http.ConnectFailed) as info:
+        _http.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": setting})
+    assert info.value.permanent
+    for secret in ("alice", "hunter2", "12345", "6789", "pa[ss"):
+        assert secret not in str(info.value)
 
 
 @pytest.mark.anyio
@@ -139,7 +212,7 @@ async def test_a_refusing_proxy_is_a_clear_error_without_its_password(
     async with Engine(config) as engine:
         with pytest.raises(ConnectError) as info:
             await engine.info(RepoRef.parse("model", "acme/tiny"))
-    assert "refused the tunnel" in str(info.value) and "407" in str(info.value)
+    assert "refused the tunnel to hub.example.invalid:443 (HTTP 407)" in str(info.value)
     assert CREDS[1] not in str(info.value) and CREDS[0] not in str(info.value)
     assert len(relay.heads) == 1  # 407 is not retried
 
@@ -167,21 +240,27 @@ async def test_the_engine_reaches_a_hub_through_the_proxy(
         ("nothuggingface.co", "huggingface.co", False),
         ("10.1.2.3", "10.0.0.0/8", True),
         ("11.1.2.3", "10.0.0.0/8", False),
-        ("mirror.local", "other, mirror.local:8080", True),
+        ("mirror.local", "other, mirror.local:443", True),
+        ("mirror.local", "mirror.local:8080", False),
         ("[::1]", "::1/128", True),
+        ("[::1]", "[::1]:443", True),
+        ("10.0.0.1", "0.0.1", False),  # suffixes are for names, not addresses
+        ("huggingface.co.", "huggingface.co", True),
+        ("huggingface.co", "example.org, *", False),  # "*" counts only alone, as in curl
     ],
 )
 def test_no_proxy_rules(host: str, no_proxy: str, expected: bool) -> None:
-    assert _http.bypassed(host, no_proxy) is expected
+    assert _http.bypassed(host, 443, no_proxy) is expected
 
 
 def test_proxy_urls() -> None:
     env = {"https_proxy": "proxy.corp:3128", "all_proxy": "http://u:p%40ss@fallback:8080"}
-    assert _http.proxy_for("https", "huggingface.co", env) == _http.Proxy(
+    assert _http.proxy_for("https", "huggingface.co", 443, env) == _http.Proxy(
         "proxy.corp", 3128, None, "http://proxy.corp:3128"
     )
-    via_all = _http.proxy_for("http", "huggingface.co", env)
-    assert via_all is not None and via_all.auth == basic("u", "p@ss") and "p@ss" not in via_all.label
-    assert _http.proxy_for("https", "huggingface.co", {}) is None
-    with pytest.raises(_http.ConnectFailed, match="unsupported proxy"):
-        _http.proxy_for("https", "huggingface.co", {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+    via_all = _http.proxy_for("http", "huggingface.co", 80, env)
+    assert via_all is not None and via_all.auth == basic("u", "p@ss")
+    assert "p@ss" not in via_all.label and "cEBzcw" not in repr(via_all)
+    assert _http.proxy_for("https", "huggingface.co", 443, {}) is None
+    with pytest.raises(_http.ConnectFailed, match="unsupported socks5:// proxy"):
+        _http.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
