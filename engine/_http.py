@@ -161,6 +161,13 @@ def bypassed(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
+def _os_reason(exc: OSError) -> str:
+    """`connection refused`, not `connect call failed ('10.0.0.1', 443)`: the caller names the host."""
+    if exc.errno and exc.errno > 0 and not hasattr(exc, "reason"):  # ssl errors carry .reason
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]:
     """(scheme, host, port, path?query) of `url`, with `params` appended and unsafe bytes quoted."""
     p = urlsplit(url)
@@ -813,7 +820,7 @@ class Pool:
                 try:
                     await loop.create_connection(lambda: conn, proxy.host, proxy.port)
                 except OSError as exc:
-                    reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+                    reason = _os_reason(exc)
                     raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}", exc) from exc
                 if tls is not None:
                     await self._tunnel(conn, proxy, host, port)
@@ -822,7 +829,7 @@ class Pool:
         except TimeoutError:
             raise  # an OSError too, but the caller reports timeouts as such
         except OSError as exc:
-            reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+            reason = _os_reason(exc)
             verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
             if verify is not None:
                 raise ConnectFailed(f"TLS certificate not accepted: {verify}", exc, permanent=True) from exc
