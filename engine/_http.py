@@ -26,6 +26,9 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 16 MiB
 MAX_HEAD_BYTES = 64 << 10
+# A host with a broken IPv6 route must not eat the whole connect timeout before IPv4 is tried
+# (RFC 8305; aiohttp and curl do the same).
+HAPPY_EYEBALLS_S = 0.25
 IDLE_EXPIRY_S = 10.0  # servers close idle connections after 5-75 s; do not reuse old ones
 _SAFE_URL_CHARS = "/%:@!$&'()*+,;=-._~?"
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -814,11 +817,18 @@ class Pool:
             async with asyncio.timeout(self.connect_timeout_s):
                 if proxy is None:
                     await loop.create_connection(
-                        lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
+                        lambda: conn,
+                        host,
+                        port,
+                        ssl=tls,
+                        server_hostname=host if tls else None,
+                        happy_eyeballs_delay=HAPPY_EYEBALLS_S,
                     )
                     return
                 try:
-                    await loop.create_connection(lambda: conn, proxy.host, proxy.port)
+                    await loop.create_connection(
+                        lambda: conn, proxy.host, proxy.port, happy_eyeballs_delay=HAPPY_EYEBALLS_S
+                    )
                 except OSError as exc:
                     reason = _os_reason(exc)
                     raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}", exc) from exc
