@@ -14,7 +14,6 @@ import pytest
 
 from engine import ConnectError, RetryPolicy, _http, load_config
 from engine._hub import HubClient
-from engine._plan import ByteRange, Intervals, merge
 from tests.engine.netpeers import Peers, get, ok, pool, tls_peer
 
 
@@ -203,29 +202,6 @@ def test_header_injection_is_refused() -> None:
             await p.request("GET", "http://127.0.0.1:9/", headers={"X": "a\r\nEvil: 1"})
 
     asyncio.run(go())
-
-
-def test_intervals_coalesce_in_any_order() -> None:
-    rng = random.Random(11)
-    for _ in range(200):
-        blocks = [ByteRange(s, s + rng.randint(1, 40)) for s in rng.sample(range(0, 400, 5), 30)]
-        ivs = Intervals()
-        for b in blocks:
-            ivs.add(b.start, b.end)
-        assert list(ivs.ranges()) == merge(blocks)
-        expected = merge(blocks)
-        assert ivs.prefix() == (expected[0].end if expected[0].start == 0 else 0)
-
-
-def test_intervals_from_saved_progress_and_touching_blocks() -> None:
-    ivs = Intervals([ByteRange(10, 20), ByteRange(0, 5)])
-    assert ivs.prefix() == 5
-    ivs.add(5, 10)
-    assert ivs.ranges() == (ByteRange(0, 20),)
-    ivs.add(30, 30)  # empty: ignored
-    ivs.add(25, 40)
-    ivs.add(20, 25)
-    assert ivs.ranges() == (ByteRange(0, 40),) and ivs.prefix() == 40
 
 
 @pytest.mark.anyio

@@ -1,6 +1,17 @@
 from __future__ import annotations
 
-from engine._plan import ByteRange, Progress, contiguous_prefix, merge, plan_missing, split_ranges, subtract
+import random
+
+from engine._plan import (
+    ByteRange,
+    Intervals,
+    Progress,
+    contiguous_prefix,
+    merge,
+    plan_missing,
+    split_ranges,
+    subtract,
+)
 
 
 def test_split_covers_the_file_exactly() -> None:
@@ -42,3 +53,26 @@ def test_progress_round_trip_and_rejects_other_files() -> None:
     assert Progress.from_json(p.to_json(), etag="abc", size=99).done == ()
     assert Progress.from_json(b"{not json", etag="abc", size=100).done == ()
     assert Progress.from_json(b'{"etag":"abc","size":100,"done":[[0,500]]}', etag="abc", size=100).done == ()
+
+
+def test_intervals_coalesce_in_any_order() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        blocks = [ByteRange(s, s + rng.randint(1, 40)) for s in rng.sample(range(0, 400, 5), 30)]
+        ivs = Intervals()
+        for b in blocks:
+            ivs.add(b.start, b.end)
+        assert list(ivs.ranges()) == merge(blocks)
+        expected = merge(blocks)
+        assert ivs.prefix() == (expected[0].end if expected[0].start == 0 else 0)
+
+
+def test_intervals_from_saved_progress_and_touching_blocks() -> None:
+    ivs = Intervals([ByteRange(10, 20), ByteRange(0, 5)])
+    assert ivs.prefix() == 5
+    ivs.add(5, 10)
+    assert ivs.ranges() == (ByteRange(0, 20),)
+    ivs.add(30, 30)  # empty: ignored
+    ivs.add(25, 40)
+    ivs.add(20, 25)
+    assert ivs.ranges() == (ByteRange(0, 40),) and ivs.prefix() == 40
