@@ -590,10 +590,11 @@ _MAX_INTERIM = 8
 class _Waiter:
     """A request waiting for a connection slot; handed a connection to its host when one frees."""
 
-    __slots__ = ("key", "fut")
+    __slots__ = ("key", "fut", "reserved")
 
     def __init__(self, key: tuple[str, str, int], fut: asyncio.Future[_Conn | None]) -> None:
         self.key, self.fut = key, fut
+        self.reserved = False  # woken with a freed slot kept for it
 
 
 class Pool:
@@ -605,6 +606,9 @@ class Pool:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._open: set[_Conn] = set()
         self._waiters: deque[_Waiter] = deque()
+        # Slots freed for woken waiters that have not run yet: a request arriving meanwhile must
+        # queue behind them, not take the slot (no starvation under churn).
+        self._reserved = 0
         self._closed = False
         self._routes: dict[tuple[str, str, int], Proxy | None] = {}
 
@@ -769,7 +773,7 @@ class Pool:
 
     async def _acquire_slot(self, key: tuple[str, str, int]) -> _Conn | None:
         """Wait for room to open a connection; or get one to `key` handed over (returned)."""
-        while len(self._open) >= self.limit:
+        while len(self._open) + self._reserved >= self.limit:
             if self._evict_idle():
                 continue
             waiter = _Waiter(key, asyncio.get_running_loop().create_future())
@@ -782,7 +786,8 @@ class Pool:
                     got = waiter.fut.result()
                     if got is not None:
                         self.put_back(got)
-                    else:
+                    elif waiter.reserved:
+                        self._reserved -= 1
                         self._wake_waiter()
                 raise
             finally:
@@ -790,14 +795,20 @@ class Pool:
                     self._waiters.remove(waiter)
             if handed is not None:
                 return handed
+            if waiter.reserved:
+                self._reserved -= 1
             if self._closed:
                 raise ConnectionBroken("the connection pool is closed")
+            if waiter.reserved:
+                return None  # the slot kept for us; the caller opens the connection without awaiting
         return None
 
     def _wake_waiter(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.fut.done():
+                waiter.reserved = True
+                self._reserved += 1
                 waiter.fut.set_result(None)
                 return
 
@@ -868,17 +879,13 @@ class Pool:
         if not conn.usable or self._closed:
             self._drop(conn)
             return
-        others = False
-        for waiter in self._waiters:
-            if waiter.fut.done():
-                continue
-            if waiter.key == conn.key:
-                self._waiters.remove(waiter)
-                waiter.fut.set_result(conn)  # keep-alive: straight to the next request for this host
-                return
-            others = True
-        if others:
-            self._drop(conn)  # requests for other hosts wait for a slot: free this one
+        head = next((w for w in self._waiters if not w.fut.done()), None)
+        if head is not None:
+            if head.key == conn.key:
+                self._waiters.remove(head)
+                head.fut.set_result(conn)  # keep-alive: straight to the next request for this host
+            else:
+                self._drop(conn)  # the first in line wants another host: free the slot for it
             return
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
@@ -898,9 +905,10 @@ class Pool:
     async def aclose(self) -> None:
         self._closed = True
         self._idle.clear()
+        waiting = list(self._waiters)
+        self._waiters.clear()  # closing wakes nobody with a slot
         for conn in list(self._open):
             self._drop(conn)
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        for waiter in waiting:
             if not waiter.fut.done():
                 waiter.fut.set_result(None)  # they see the pool closed and fail

@@ -294,7 +294,9 @@ class HubClient:
                         continue
                     if is_retryable_status(status) and attempt < self.config.retry.max_retries:
                         attempt += 1
-                        await resp.read()
+                        # The body only keeps the connection reusable; losing it is no new failure.
+                        with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
+                            await resp.read()
                         resp.release()
                         await self._wait_retry(
                             url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
@@ -348,7 +350,7 @@ class HubClient:
         """GET `url` and yield the open response for streaming (redirects followed, token kept on-Hub).
 
         Status errors are retried and mapped like `send()`; errors while reading the body surface
-        from `Stream.iter_chunks()` as TransportError for the caller to resume.
+        from `Stream.pour()` / `Stream.iter_chunks()` as TransportError for the caller to resume.
         """
         self._check_online()
         assert self._pool is not None, "HubClient used outside 'async with'"

@@ -361,3 +361,26 @@ async def test_the_hub_client_does_not_retry_a_certificate_it_cannot_trust(
         assert client.retries == 0
     assert "hf_xxx" not in str(info.value)
     server.close()
+
+
+@pytest.mark.anyio
+async def test_a_freed_slot_goes_to_the_first_in_line_not_to_a_newcomer(peers: Peers) -> None:
+    a = await peers(lambda head: ok(b"a"))
+    b = await peers(lambda head: ok(b"b"))
+    p = pool(limit=1)
+    finished: list[str] = []
+
+    async def waiter() -> None:
+        assert await get(p, b.url) == (200, b"b")
+        finished.append("waiter")
+
+    held = await p.request("GET", a.url)
+    task = asyncio.ensure_future(waiter())
+    await asyncio.sleep(0.05)  # the waiter is queued for the only slot
+    assert await held.read() == b"a"
+    held.release()  # frees the slot for the waiter, which has not run yet...
+    assert await get(p, a.url) == (200, b"a")  # ...so this newcomer must queue behind it
+    finished.append("newcomer")
+    await task
+    await p.aclose()
+    assert finished == ["waiter", "newcomer"]
