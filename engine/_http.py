@@ -2,8 +2,9 @@
 
 Why not aiohttp here (it still serves `batuta hf serve`): importing it costs ~130 ms, most of
 a no-op push, and its body reader copies every received byte twice. Here a connection is an
-asyncio BufferedProtocol: the kernel writes the body straight into the connection's buffer and
-the caller gets memoryviews of it (`Response.views`), which the downloader hands to pwrite.
+asyncio BufferedProtocol (engine/_conn.py): the kernel writes the body straight into the
+connection's buffer and the caller gets memoryviews of it, which the downloader hands to pwrite.
+Proxy selection is engine/_proxy.py.
 
 Scope is what the Hub protocol needs: GET/HEAD/POST/PUT/DELETE, Content-Length and chunked
 bodies, keep-alive, TLS with the system trust store, HTTP proxies from the environment
@@ -21,11 +22,20 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, NamedTuple
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 16 MiB
-MAX_HEAD_BYTES = 64 << 10
+from engine._conn import (
+    BUFFER_BYTES,
+    MAX_HEAD_BYTES,
+    BadResponse,
+    Conn,
+    ConnectFailed,
+    ConnectionBroken,
+    HttpError,
+)
+from engine._proxy import Proxy, authority, proxy_for
+
 # A host with a broken IPv6 route must not eat the whole connect timeout before IPv4 is tried
 # (RFC 8305; aiohttp and curl do the same).
 HAPPY_EYEBALLS_S = 0.25
@@ -36,29 +46,16 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 Params = Mapping[str, str] | list[tuple[str, str]] | None
-
-
-class HttpError(Exception):
-    """Base of the errors this module raises (besides TimeoutError)."""
-
-
-class ConnectFailed(HttpError):
-    """No connection could be opened (DNS, refused, TLS handshake).
-
-    `permanent`: retrying cannot help (the certificate is not trusted or not for this host).
-    """
-
-    def __init__(self, message: str, os_error: OSError | None = None, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.os_error, self.permanent = os_error, permanent
-
-
-class ConnectionBroken(HttpError):
-    """The connection closed or reset before the response was complete."""
-
-
-class BadResponse(HttpError):
-    """The server's bytes are not HTTP/1.1."""
+# Callers (engine/_hub.py, the tests) take the connection layer's errors from here.
+__all__ = [
+    "BUFFER_BYTES",
+    "BadResponse",
+    "ConnectFailed",
+    "ConnectionBroken",
+    "HttpError",
+    "Pool",
+    "Response",
+]
 
 
 _ssl_context: Any = None
@@ -72,96 +69,6 @@ def _tls_context() -> Any:
 
         _ssl_context = ssl.create_default_context()
     return _ssl_context
-
-
-class Proxy(NamedTuple):
-    host: str
-    port: int
-    auth: str | None  # the Proxy-Authorization value, from the proxy URL's user:password
-    label: str  # http://host:port, without credentials: the only form shown in errors
-
-    def __repr__(self) -> str:
-        return f"Proxy({self.label})"  # never the credentials, even base64-encoded
-
-
-_MALFORMED_PROXY = "malformed proxy setting (percent-encode special characters in its user name and password)"
-_KNOWN_SCHEMES = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
-
-
-def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Proxy | None:
-    """The proxy the environment names for `scheme://host:port`, as curl and requests read it.
-
-    Raises ConnectFailed (permanent) for a proxy it cannot use; messages never repeat the
-    setting itself, which may hold a password.
-    """
-    if not any(k.lower().endswith("_proxy") for k in env):
-        return None
-    # Lower-case names win over upper-case ones, as in curl and requests.
-    found = sorted((k.islower(), k.lower()[:-6], v) for k, v in env.items() if k.lower().endswith("_proxy"))
-    proxies = {name: value for _, name, value in found if value}
-    url = proxies.get(scheme) or proxies.get("all")
-    if not url or bypassed(host, port, proxies.get("no", "")):
-        return None
-    try:
-        p = urlsplit(url if "://" in url else f"http://{url}")
-        proxy_host, proxy_port = p.hostname, p.port or 80
-    except ValueError:
-        raise ConnectFailed(_MALFORMED_PROXY, permanent=True) from None
-    if p.scheme != "http":
-        shown = f"{p.scheme}:// " if p.scheme in _KNOWN_SCHEMES else ""
-        raise ConnectFailed(f"unsupported {shown}proxy: only http:// proxies are supported", permanent=True)
-    if not proxy_host or p.path not in ("", "/") or p.query or p.fragment:
-        raise ConnectFailed(_MALFORMED_PROXY, permanent=True)
-    auth = None
-    if p.username is not None:
-        import base64
-
-        pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-        auth = "Basic " + base64.b64encode(pair).decode()
-    return Proxy(proxy_host, proxy_port, auth, f"http://{_authority(proxy_host, proxy_port, -1)}")
-
-
-def _authority(host: str, port: int, default_port: int) -> str:
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal
-    return host if port == default_port else f"{host}:{port}"
-
-
-def bypassed(host: str, port: int, no_proxy: str) -> bool:
-    """Whether `no_proxy` exempts `host:port`: `*` alone, names and their subdomains (with an
-    optional port), IP addresses and CIDR blocks."""
-    if no_proxy.strip() == "*":
-        return True
-    host = host.strip("[]").lower().rstrip(".")
-    import ipaddress
-
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    for entry in no_proxy.replace(" ", ",").split(","):
-        entry = entry.strip().lower()
-        if not entry or entry == "*":
-            continue
-        if "/" in entry:
-            try:
-                if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        entry_port = None
-        if entry.startswith("["):  # [v6]:port
-            entry, _, rest = entry[1:].partition("]")
-            entry_port = rest[1:] or None
-        elif entry.count(":") == 1:
-            entry, entry_port = entry.split(":")
-        if entry_port is not None and entry_port != str(port):
-            continue
-        entry = entry.lstrip(".").rstrip(".")
-        if host == entry or (ip is None and host.endswith("." + entry)):
-            return True
-    return False
 
 
 def _os_reason(exc: OSError) -> str:
@@ -187,235 +94,14 @@ def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]
     return p.scheme, p.hostname, port, target
 
 
-class _Conn(asyncio.BufferedProtocol):
-    """One connection: received bytes land in `buf[start:end]` until the reader consumes them."""
-
-    def __init__(self, key: tuple[str, str, int]) -> None:
-        self.key = key
-        self.buf = bytearray(BUFFER_BYTES)
-        self.view = memoryview(self.buf)
-        self.start = self.end = 0
-        self.want = 1
-        self.eof = False
-        self.error: BaseException | None = None
-        self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.paused = False
-        self.write_paused: asyncio.Future[None] | None = None
-        self.idle_since = 0.0
-        self.last_rx = time.monotonic()
-        # Sink mode (Response.pour): blocks go to `sink` from buffer_updated, up to `sink_left`.
-        self.sink: Callable[[memoryview], None] | None = None
-        self.sink_left = 0
-        self.sink_error: BaseException | None = None
-        self.pace: Callable[[int], float] | None = None
-        self.pace_timer: asyncio.TimerHandle | None = None
-
-    # -- protocol callbacks --------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        # Never compacts: the reader may hold a view of buf[start:end]. Reading is paused while
-        # the buffer is full, and the reader compacts before resuming.
-        return self.view[self.end :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.last_rx = time.monotonic()
-        if self.sink is not None:
-            self._to_sink(nbytes)
-            return
-        self.end += nbytes
-        if self.end == len(self.buf) and self.transport is not None:
-            # Full: stop reading until the consumer frees room (flow control, bounded memory).
-            self.transport.pause_reading()
-            self.paused = True
-        if self.end - self.start >= self.want or self.paused:
-            self._wake()
-
-    def _to_sink(self, nbytes: int) -> None:
-        assert self.sink is not None
-        start = self.end
-        self.end += nbytes
-        take = min(nbytes, self.sink_left)
-        block = self.view[start : start + take]
-        try:
-            self.sink(block)
-        except BaseException as exc:  # handed to the waiting task, raised there
-            self.sink_error, self.sink = exc, None
-            self._wake()
-            return
-        finally:
-            block.release()
-        self.sink_left -= take
-        if take == nbytes:
-            self.start = self.end = 0  # the next block lands at the front again
-        else:
-            self.start = start + take  # bytes past the body stay; the connection is not reused
-            if self.end == len(self.buf) and self.transport is not None:
-                self.transport.pause_reading()
-                self.paused = True
-        if self.sink_left == 0:
-            self.sink = None
-            self._wake()
-            return
-        if self.pace is not None and (delay := self.pace(take)) > 0 and self.transport is not None:
-            # --max-rate: stop reading for as long as the byte budget says.
-            self.transport.pause_reading()
-            self.pace_timer = asyncio.get_running_loop().call_later(delay, self._end_pace)
-
-    def _end_pace(self) -> None:
-        self.pace_timer = None
-        self.last_rx = time.monotonic()  # a pause we chose is not the server stalling
-        if self.transport is not None and not self.paused:
-            self.transport.resume_reading()
-
-    def stop_sink(self) -> None:
-        self.sink = self.pace = None
-        if self.pace_timer is not None:
-            self.pace_timer.cancel()
-            self.pace_timer = None
-            if self.transport is not None and not self.paused:
-                self.transport.resume_reading()
-
-    async def wait_sink(self, stall_s: float) -> None:
-        """Wait until sink mode ends: body complete, sink failed, or the connection closed."""
-        while self.sink is not None and not self.eof:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(stall_s):
-                    await self.waiter
-            except TimeoutError:
-                if self.pace_timer is None and time.monotonic() - self.last_rx >= stall_s:
-                    raise
-            finally:
-                self.waiter = None
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        if exc is not None:
-            self.error = exc
-        self.transport = None
-        self._wake()
-        if self.write_paused is not None and not self.write_paused.done():
-            self.write_paused.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.write_paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self.write_paused is not None and not self.write_paused.done():
-            self.write_paused.set_result(None)
-        self.write_paused = None
-
-    # -- reader side ---------------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def _compact(self) -> None:
-        n = self.end - self.start
-        if self.start:
-            self.buf[:n] = self.buf[self.start : self.end]
-            self.start, self.end = 0, n
-
-    def consume(self, n: int) -> None:
-        """Mark `n` bytes as used; called only once no view of them is lent out."""
-        self.start += n
-        if self.start == self.end:
-            self.start = self.end = 0
-        elif self.paused:
-            self._compact()
-        if self.paused and self.transport is not None and self.end < len(self.buf):
-            self.paused = False
-            self.transport.resume_reading()
-
-    @property
-    def available(self) -> int:
-        return self.end - self.start
-
-    async def fill(self, want: int, stall_s: float) -> bool:
-        """Wait until `want` bytes are buffered (capped by the buffer); False at EOF with fewer."""
-        want = min(want, len(self.buf))
-        while self.available < want:
-            if self.eof:
-                return False
-            if self.start and self.start + want > len(self.buf):
-                self._compact()  # no view is lent out while filling
-            if self.paused and self.transport is not None and self.end < len(self.buf):
-                self.paused = False
-                self.transport.resume_reading()
-            self.want = want
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(stall_s):
-                    await self.waiter
-            except TimeoutError:
-                # A trickle is not a stall: only time without any byte counts.
-                if time.monotonic() - self.last_rx >= stall_s:
-                    raise
-            finally:
-                self.waiter = None
-                self.want = 1
-        return True
-
-    async def read_line(self, stall_s: float, limit: int = MAX_HEAD_BYTES) -> bytes:
-        while True:
-            idx = self.buf.find(b"\r\n", self.start, self.end)
-            if idx >= 0:
-                line = bytes(self.buf[self.start : idx])
-                self.consume(idx + 2 - self.start)
-                return line
-            if self.available >= limit:
-                raise BadResponse("header line too long")
-            if not await self.fill(self.available + 1, stall_s):
-                raise self.broken("connection closed in the response head")
-
-    def broken(self, what: str) -> ConnectionBroken:
-        reason = f": {self.error}" if self.error else ""
-        return ConnectionBroken(what + reason)
-
-    # -- writer side ---------------------------------------------------------------------------
-
-    async def write(self, data: bytes | memoryview, stall_s: float) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise self.broken("connection closed while sending the request")
-        self.transport.write(data)
-        if self.write_paused is not None:
-            # The peer stopped reading: the same watchdog as for a peer that stops sending.
-            async with asyncio.timeout(stall_s):
-                await self.write_paused
-            if self.transport is None:
-                raise self.broken("connection closed while sending the request")
-
-    @property
-    def usable(self) -> bool:
-        """Open, nothing unread, no end seen: fit for the next request."""
-        return self.transport is not None and not self.eof and self.available == 0
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-            self.transport = None
-        self.eof = True
-
-
 class Response:
     """Status and headers of a response whose body is read from the connection on demand."""
 
     def __init__(
-        self, pool: Pool, conn: _Conn, url: str, status: int, headers: dict[str, str], head: bool
+        self, pool: Pool, conn: Conn, url: str, status: int, headers: dict[str, str], head: bool
     ) -> None:
         self._pool = pool
-        self._conn: _Conn | None = conn
+        self._conn: Conn | None = conn
         self.url, self.status, self.headers = url, status, headers
         tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
         self._reusable = "close" not in tokens and status != 101
@@ -476,7 +162,7 @@ class Response:
                 self._remaining -= n
                 self._done = self._remaining == 0
 
-    def _live(self) -> _Conn:
+    def _live(self) -> Conn:
         if self._conn is None:
             raise ConnectionBroken("the response was already released")
         return self._conn
@@ -592,7 +278,7 @@ class _Waiter:
 
     __slots__ = ("key", "fut", "reserved")
 
-    def __init__(self, key: tuple[str, str, int], fut: asyncio.Future[_Conn | None]) -> None:
+    def __init__(self, key: tuple[str, str, int], fut: asyncio.Future[Conn | None]) -> None:
         self.key, self.fut = key, fut
         self.reserved = False  # woken with a freed slot kept for it
 
@@ -603,8 +289,8 @@ class Pool:
     def __init__(self, *, limit: int, connect_timeout_s: float, stall_s: float, user_agent: str) -> None:
         self.limit, self.connect_timeout_s, self.stall_s = limit, connect_timeout_s, stall_s
         self.user_agent = user_agent
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._open: set[_Conn] = set()
+        self._idle: dict[tuple[str, str, int], list[Conn]] = {}
+        self._open: set[Conn] = set()
         self._waiters: deque[_Waiter] = deque()
         # Slots freed for woken waiters that have not run yet: a request arriving meanwhile must
         # queue behind them, not take the slot (no starvation under churn).
@@ -630,7 +316,7 @@ class Pool:
         given = {k.lower() for k in headers}
         lines = [f"{method} {target} HTTP/1.1"]
         if "host" not in given:
-            lines.append(f"Host: {_authority(host, port, 443 if scheme == 'https' else 80)}")
+            lines.append(f"Host: {authority(host, port, 443 if scheme == 'https' else 80)}")
         if "user-agent" not in given:
             lines.append(f"User-Agent: {self.user_agent}")
         if "accept-encoding" not in given:
@@ -667,7 +353,7 @@ class Pool:
         extra = dict(headers or {})
         if proxy is not None and scheme == "http":
             # Plain http through a proxy: the request names the whole URL (absolute form).
-            target = f"http://{_authority(host, port, 80)}{target}"
+            target = f"http://{authority(host, port, 80)}{target}"
             if proxy.auth:
                 extra["Proxy-Authorization"] = proxy.auth
         head = self._head(method, host, port, scheme, target, extra, body)
@@ -710,7 +396,7 @@ class Pool:
                 resp._reusable = False
             return resp
 
-    async def _send(self, conn: _Conn, head: bytes, body: Body) -> None:
+    async def _send(self, conn: Conn, head: bytes, body: Body) -> None:
         if isinstance(body, bytes) and len(body) <= 64 << 10:
             await conn.write(head + body, self.stall_s)
             return
@@ -721,7 +407,7 @@ class Pool:
             async for block in body:
                 await conn.write(block, self.stall_s)
 
-    async def _read_head(self, conn: _Conn) -> tuple[int, dict[str, str]]:
+    async def _read_head(self, conn: Conn) -> tuple[int, dict[str, str]]:
         for _ in range(_MAX_INTERIM):
             status_line = await conn.read_line(self.stall_s)
             parts = status_line.split(None, 2)
@@ -748,7 +434,7 @@ class Pool:
             return status, headers
         raise BadResponse("too many interim responses")
 
-    async def _checkout(self, key: tuple[str, str, int]) -> tuple[_Conn, bool]:
+    async def _checkout(self, key: tuple[str, str, int]) -> tuple[Conn, bool]:
         if self._closed:
             raise ConnectionBroken("the connection pool is closed")
         now = time.monotonic()
@@ -762,7 +448,7 @@ class Pool:
         handed = await self._acquire_slot(key)
         if handed is not None:
             return handed, True
-        conn = _Conn(key)
+        conn = Conn(key)
         self._open.add(conn)
         try:
             await self._connect(conn)
@@ -771,7 +457,7 @@ class Pool:
             raise
         return conn, False
 
-    async def _acquire_slot(self, key: tuple[str, str, int]) -> _Conn | None:
+    async def _acquire_slot(self, key: tuple[str, str, int]) -> Conn | None:
         """Wait for room to open a connection; or get one to `key` handed over (returned)."""
         while len(self._open) + self._reserved >= self.limit:
             if self._evict_idle():
@@ -819,7 +505,7 @@ class Pool:
                 return True
         return False
 
-    async def _connect(self, conn: _Conn) -> None:
+    async def _connect(self, conn: Conn) -> None:
         scheme, host, port = conn.key
         loop = asyncio.get_running_loop()
         tls = _tls_context() if scheme == "https" else None
@@ -858,24 +544,24 @@ class Pool:
                 reason = f"{reason} (through proxy {proxy.label})"
             raise ConnectFailed(reason, exc) from exc
 
-    async def _tunnel(self, conn: _Conn, proxy: Proxy, host: str, port: int) -> None:
+    async def _tunnel(self, conn: Conn, proxy: Proxy, host: str, port: int) -> None:
         """CONNECT through the proxy; TLS then runs end to end, so the proxy sees no header."""
-        authority = _authority(host, port, -1)
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", f"User-Agent: {self.user_agent}"]
+        target = authority(host, port, -1)
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", f"User-Agent: {self.user_agent}"]
         if proxy.auth:
             lines.append(f"Proxy-Authorization: {proxy.auth}")
         await conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), self.stall_s)
         try:
             status, _ = await self._read_head(conn)
         except (HttpError, ConnectionError) as exc:
-            raise ConnectFailed(f"proxy {proxy.label} broke the tunnel to {authority}: {exc}") from exc
+            raise ConnectFailed(f"proxy {proxy.label} broke the tunnel to {target}: {exc}") from exc
         if not 200 <= status < 300 or conn.available:
             raise ConnectFailed(
-                f"proxy {proxy.label} refused the tunnel to {authority} (HTTP {status})",
+                f"proxy {proxy.label} refused the tunnel to {target} (HTTP {status})",
                 permanent=status in (403, 407),
             )
 
-    def put_back(self, conn: _Conn) -> None:
+    def put_back(self, conn: Conn) -> None:
         if not conn.usable or self._closed:
             self._drop(conn)
             return
@@ -890,13 +576,13 @@ class Pool:
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
 
-    def discard(self, conn: _Conn) -> None:
+    def discard(self, conn: Conn) -> None:
         idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
         self._drop(conn)
 
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: Conn) -> None:
         conn.close()
         if conn in self._open:
             self._open.discard(conn)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from engine import ConnectError, Engine, RepoRef, RetryPolicy, _http, load_config
+from engine import ConnectError, Engine, RepoRef, RetryPolicy, _http, _proxy, load_config
 from engine.testing.hub import LocalHub
 from tests.engine.netpeers import Peers, get, ok, pool, tls_peer
 
@@ -194,7 +194,7 @@ async def test_a_407_on_plain_http_is_a_proxy_error(
 )
 def test_a_malformed_proxy_setting_is_refused_without_repeating_it(setting: str) -> None:
     with pytest.raises(_http.ConnectFailed) as info:
-        _http.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": setting})
+        _proxy.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": setting})
     assert info.value.permanent
     for secret in ("alice", "hunter2", "12345", "6789", "pa[ss"):
         assert secret not in str(info.value)
@@ -250,17 +250,17 @@ async def test_the_engine_reaches_a_hub_through_the_proxy(
     ],
 )
 def test_no_proxy_rules(host: str, no_proxy: str, expected: bool) -> None:
-    assert _http.bypassed(host, 443, no_proxy) is expected
+    assert _proxy.bypassed(host, 443, no_proxy) is expected
 
 
 def test_proxy_urls() -> None:
     env = {"https_proxy": "proxy.corp:3128", "all_proxy": "http://u:p%40ss@fallback:8080"}
-    assert _http.proxy_for("https", "huggingface.co", 443, env) == _http.Proxy(
+    assert _proxy.proxy_for("https", "huggingface.co", 443, env) == _proxy.Proxy(
         "proxy.corp", 3128, None, "http://proxy.corp:3128"
     )
-    via_all = _http.proxy_for("http", "huggingface.co", 80, env)
+    via_all = _proxy.proxy_for("http", "huggingface.co", 80, env)
     assert via_all is not None and via_all.auth == basic("u", "p@ss")
     assert "p@ss" not in via_all.label and "cEBzcw" not in repr(via_all)
-    assert _http.proxy_for("https", "huggingface.co", 443, {}) is None
+    assert _proxy.proxy_for("https", "huggingface.co", 443, {}) is None
     with pytest.raises(_http.ConnectFailed, match="unsupported socks5:// proxy"):
-        _http.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+        _proxy.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
