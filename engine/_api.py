@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -140,6 +140,12 @@ def hub_scan_verdicts(raw: Any) -> dict[str, str]:
     return out
 
 
+def with_scan_verdicts(files: Iterable[RemoteFile], raw: Any) -> list[RemoteFile]:
+    """`files` with the Hub scan's verdicts (from the info document `raw`) as their security status."""
+    scan = hub_scan_verdicts(raw)
+    return [f._replace(security_status=scan.get(f.path, f.security_status)) for f in files]
+
+
 def _next_link(link: str | None) -> str | None:
     if not link:
         return None
@@ -210,13 +216,9 @@ class HubApi:
         )
         return RepoInfo.parse(data)
 
-    async def list_tree(
-        self, ref: RepoRef, revision: str, *, expand: bool = False, path: str = ""
-    ) -> list[RemoteFile]:
+    async def list_tree(self, ref: RepoRef, revision: str) -> list[RemoteFile]:
         url = self.client.url(f"/api/{ref.api_collection}/{ref.repo_id}/tree/{quote_rev(revision)}")
-        if path:
-            url += "/" + quote(path, safe="")
-        params = {"recursive": "true", "expand": "true" if expand else "false"}
+        params = {"recursive": "true", "expand": "false"}
         files: list[RemoteFile] = []
         async for page in self._pages(url, params, Ctx(ref.repo_id, revision)):
             files.extend(f for f in (parse_tree_entry(item) for item in page) if f is not None)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine._errors import UsageError
+from engine._errors import OfflineError, UsageError
 from engine._models import RemoteFile, RepoRef
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -163,6 +163,20 @@ class RepoCache:
             for name in names:
                 out.append(os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/"))
         return sorted(out)
+
+    def cached_files(self, revision: str, *, sizes: bool) -> tuple[str, list[RemoteFile]]:
+        """Offline: the commit `revision` names here and its files, from the saved tree or else
+        the snapshot folder (sizes from disk when `sizes`, else 0). OfflineError when absent."""
+        commit = self.read_ref(revision)
+        root = self.snapshot(commit) if commit is not None else None
+        if commit is None or root is None or not root.is_dir():
+            raise OfflineError(
+                f"offline mode (HF_HUB_OFFLINE): {self.ref.repo_id}@{revision} is not in the cache"
+            )
+        files = self.read_tree(commit) or [
+            RemoteFile(p, (root / p).stat().st_size if sizes else 0, "") for p in self.snapshot_files(commit)
+        ]
+        return commit, files
 
     def ensure_tag(self) -> None:
         tag = self.hub_cache / "CACHEDIR.TAG"

@@ -59,7 +59,6 @@ class EngineConfig:
     api_limits: HostLimits = API_LIMITS
     resolve_limits: HostLimits = RESOLVE_LIMITS
     connect_timeout_s: float = 10.0
-    request_timeout_s: float = 60.0
     # A connection that delivers no byte for this long is dropped and its range retried.
     stall_timeout_s: float = 30.0
     max_connections: int = 32

@@ -26,9 +26,9 @@ class ConnectFailed(HttpError):
     `permanent`: retrying cannot help (the certificate is not trusted or not for this host).
     """
 
-    def __init__(self, message: str, os_error: OSError | None = None, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
-        self.os_error, self.permanent = os_error, permanent
+        self.permanent = permanent
 
 
 class ConnectionBroken(HttpError):
@@ -42,8 +42,8 @@ class BadResponse(HttpError):
 class Conn(asyncio.BufferedProtocol):
     """One connection: received bytes land in `buf[start:end]` until the reader consumes them."""
 
-    def __init__(self, key: tuple[str, str, int]) -> None:
-        self.key = key
+    def __init__(self, key: tuple[str, str, int], stall_s: float) -> None:
+        self.key, self.stall_s = key, stall_s
         self.buf = bytearray(BUFFER_BYTES)
         self.view = memoryview(self.buf)
         self.start = self.end = 0
@@ -80,10 +80,8 @@ class Conn(asyncio.BufferedProtocol):
             self._to_sink(nbytes)
             return
         self.end += nbytes
-        if self.end == len(self.buf) and self.transport is not None:
-            # Full: stop reading until the consumer frees room (flow control, bounded memory).
-            self.transport.pause_reading()
-            self.paused = True
+        if self.end == len(self.buf):
+            self._pause()  # full: no reading until the consumer frees room (bounded memory)
         if self.end - self.start >= self.want or self.paused:
             self._wake()
 
@@ -106,9 +104,8 @@ class Conn(asyncio.BufferedProtocol):
             self.start = self.end = 0  # the next block lands at the front again
         else:
             self.start = start + take  # bytes past the body stay; the connection is not reused
-            if self.end == len(self.buf) and self.transport is not None:
-                self.transport.pause_reading()
-                self.paused = True
+            if self.end == len(self.buf):
+                self._pause()
         if self.sink_left == 0:
             self.sink = None
             self._wake()
@@ -124,26 +121,44 @@ class Conn(asyncio.BufferedProtocol):
         if self.transport is not None and not self.paused:
             self.transport.resume_reading()
 
-    def stop_sink(self) -> None:
-        self.sink = self.pace = None
-        if self.pace_timer is not None:
-            self.pace_timer.cancel()
-            self.pace_timer = None
-            if self.transport is not None and not self.paused:
-                self.transport.resume_reading()
+    async def run_sink(
+        self, sink: Callable[[memoryview], None], n: int, pace: Callable[[int], float] | None
+    ) -> int:
+        """Hand the next `n` received bytes to `sink` from `buffer_updated`; return how many
+        did not arrive (the connection ended). An error raised by `sink` is raised here.
 
-    async def wait_sink(self, stall_s: float) -> None:
-        """Wait until sink mode ends: body complete, sink failed, or the connection closed."""
-        while self.sink is not None and not self.eof:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(stall_s):
-                    await self.waiter
-            except TimeoutError:
-                if self.pace_timer is None and time.monotonic() - self.last_rx >= stall_s:
-                    raise
-            finally:
-                self.waiter = None
+        The buffer must be empty: what arrives from now on goes to the sink, not the buffer.
+        """
+        self.sink, self.sink_left, self.sink_error, self.pace = sink, n, None, pace
+        try:
+            while self.sink is not None and not self.eof:
+                await self._wait()
+        finally:
+            self.sink = self.pace = None
+            if self.pace_timer is not None:
+                self.pace_timer.cancel()
+                self.pace_timer = None
+                if self.transport is not None and not self.paused:
+                    self.transport.resume_reading()
+        error, self.sink_error = self.sink_error, None
+        if error is not None:
+            raise error
+        return self.sink_left
+
+    async def _wait(self) -> None:
+        """Wait for a wake-up; raise TimeoutError once `stall_s` passed without a byte.
+
+        A trickle is not a stall, nor is a pause that --max-rate chose.
+        """
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(self.stall_s):
+                await self.waiter
+        except TimeoutError:
+            if self.pace_timer is None and time.monotonic() - self.last_rx >= self.stall_s:
+                raise
+        finally:
+            self.waiter = None
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -169,6 +184,16 @@ class Conn(asyncio.BufferedProtocol):
 
     # -- reader side ---------------------------------------------------------------------------
 
+    def _pause(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+            self.paused = True
+
+    def _resume_if_room(self) -> None:
+        if self.paused and self.transport is not None and self.end < len(self.buf):
+            self.paused = False
+            self.transport.resume_reading()
+
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
@@ -186,15 +211,13 @@ class Conn(asyncio.BufferedProtocol):
             self.start = self.end = 0
         elif self.paused:
             self._compact()
-        if self.paused and self.transport is not None and self.end < len(self.buf):
-            self.paused = False
-            self.transport.resume_reading()
+        self._resume_if_room()
 
     @property
     def available(self) -> int:
         return self.end - self.start
 
-    async def fill(self, want: int, stall_s: float) -> bool:
+    async def fill(self, want: int) -> bool:
         """Wait until `want` bytes are buffered (capped by the buffer); False at EOF with fewer."""
         want = min(want, len(self.buf))
         while self.available < want:
@@ -202,33 +225,24 @@ class Conn(asyncio.BufferedProtocol):
                 return False
             if self.start and self.start + want > len(self.buf):
                 self._compact()  # no view is lent out while filling
-            if self.paused and self.transport is not None and self.end < len(self.buf):
-                self.paused = False
-                self.transport.resume_reading()
+            self._resume_if_room()
             self.want = want
-            self.waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(stall_s):
-                    await self.waiter
-            except TimeoutError:
-                # A trickle is not a stall: only time without any byte counts.
-                if time.monotonic() - self.last_rx >= stall_s:
-                    raise
+                await self._wait()
             finally:
-                self.waiter = None
                 self.want = 1
         return True
 
-    async def read_line(self, stall_s: float, limit: int = MAX_HEAD_BYTES) -> bytes:
+    async def read_line(self) -> bytes:
         while True:
             idx = self.buf.find(b"\r\n", self.start, self.end)
             if idx >= 0:
-                line = bytes(self.buf[self.start : idx])
+                line = self.view[self.start : idx].tobytes()
                 self.consume(idx + 2 - self.start)
                 return line
-            if self.available >= limit:
+            if self.available >= MAX_HEAD_BYTES:
                 raise BadResponse("header line too long")
-            if not await self.fill(self.available + 1, stall_s):
+            if not await self.fill(self.available + 1):
                 raise self.broken("connection closed in the response head")
 
     def broken(self, what: str) -> ConnectionBroken:
@@ -237,13 +251,13 @@ class Conn(asyncio.BufferedProtocol):
 
     # -- writer side ---------------------------------------------------------------------------
 
-    async def write(self, data: bytes | memoryview, stall_s: float) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         if self.transport is None or self.transport.is_closing():
             raise self.broken("connection closed while sending the request")
         self.transport.write(data)
         if self.write_paused is not None:
             # The peer stopped reading: the same watchdog as for a peer that stops sending.
-            async with asyncio.timeout(stall_s):
+            async with asyncio.timeout(self.stall_s):
                 await self.write_paused
             if self.transport is None:
                 raise self.broken("connection closed while sending the request")

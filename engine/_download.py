@@ -24,10 +24,10 @@ import aiofiles
 import anyio
 
 from engine._cache import atomic_write
-from engine._config import EngineConfig, origin_of
+from engine._config import EngineConfig
 from engine._errors import HubError, IntegrityError, ProtocolError, TransferTimeoutError, TransportError
-from engine._events import BytesMoved, EventSink, RetryScheduled
-from engine._hub import Ctx, HubClient, strip_query
+from engine._events import BytesMoved, EventSink
+from engine._hub import MAX_REDIRECTS, REDIRECTS, Ctx, HubClient, strip_query
 from engine._models import RemoteFile
 from engine._plan import ByteRange, Intervals, Progress, plan_missing
 from engine._ratelimit import TokenBucket, acquire
@@ -52,10 +52,6 @@ def new_hasher(file: RemoteFile) -> Hasher:
     h = hashlib.sha1(usedforsecurity=False)
     h.update(b"blob %d\x00" % file.size)
     return h
-
-
-def expected_digest(file: RemoteFile) -> str:
-    return file.lfs_sha256 or file.blob_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +203,13 @@ class Downloader:
     async def _locate(self, job: FileJob) -> str:
         """The URL that serves the bytes: follow same-origin redirects, stop at another host (the CDN)."""
         url = job.resolve_url
-        for _ in range(10):
+        for _ in range(MAX_REDIRECTS):
             resp = await self.client.send("HEAD", url, ctx=job.ctx, follow=False)
             location = resp.headers.get("location")
-            if resp.status not in (301, 302, 303, 307, 308) or not location:
+            if resp.status not in REDIRECTS or not location:
                 return url
             url = urljoin(url, location)
-            if origin_of(url) != self.config.endpoint_origin:
+            if not self.client.is_hub(url):
                 return url
         raise ProtocolError(f"too many redirects resolving {job.file.path}")
 
@@ -256,7 +252,7 @@ class Downloader:
                 await self._retry_wait(state.location, attempts, exc)
             except HubError as exc:
                 # A signed CDN URL that expired mid-file: resolve again and continue where we are.
-                if exc.status in (403, 410) and origin_of(state.location) != self.config.endpoint_origin:
+                if exc.status in (403, 410) and not self.client.is_hub(state.location):
                     attempts += 1
                     if attempts > self.config.retry.max_retries:
                         raise
@@ -291,16 +287,11 @@ class Downloader:
             await acquire(self.rate, n)
 
     async def _retry_wait(self, url: str, attempt: int, exc: BaseException) -> None:
-        from engine._backoff import backoff_delay
-
-        delay = backoff_delay(attempt, self.config.retry)
-        self.client.retries += 1
         reason = "timeout" if isinstance(exc, TransferTimeoutError) else "connection"
-        self.on_event(RetryScheduled(strip_query(url), attempt, delay, reason))
-        await anyio.sleep(delay)
+        await self.client.wait_retry(url, attempt, reason, None)
 
     def _verify(self, f: RemoteFile, actual: str) -> None:
-        expected = expected_digest(f)
+        expected = f.etag  # the LFS sha256, else the git blob id
         if expected and actual != expected:
             algo = "sha256" if f.is_lfs else "git sha1"
             raise IntegrityError(

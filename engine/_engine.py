@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from engine._api import HubApi, RepoInfo, RepoSummary, hub_scan_verdicts
+from engine._api import HubApi, RepoInfo, RepoSummary, with_scan_verdicts
 from engine._config import EngineConfig
 from engine._errors import UsageError
 from engine._events import EventSink, discard
 from engine._hub import HubClient
-from engine._models import RemoteFile, RepoRef
+from engine._models import RepoRef
 
 if TYPE_CHECKING:
     from engine._pull import PullOptions, PullResult
@@ -92,10 +92,9 @@ class Engine:
             if self.config.offline
             else await self.api.repo_info(ref, revision)
         )
-        scan = hub_scan_verdicts(info.raw)
         reports = []
-        for f in info.files:
-            safety = safety_of(f.path, scan.get(f.path) or f.security_status)
+        for f in with_scan_verdicts(info.files, info.raw):
+            safety = safety_of(f.path, f.security_status)
             reports.append(FileReport(f.path, f.size, f.is_lfs, safety.safe, safety.reason))
         quants = tuple(available_quantizations([f.path for f in info.files]))
         return InfoResult(info, ref.repo_type, tuple(reports), sum(f.size for f in info.files), quants)
@@ -103,17 +102,8 @@ class Engine:
     def _cached_info(self, ref: RepoRef, revision: str | None) -> RepoInfo:
         """Offline: what the HF cache knows of `ref` (commit and files), without a request."""
         from engine._cache import RepoCache
-        from engine._errors import OfflineError
 
-        cache = RepoCache(self.config.hub_cache, ref)
-        rev = revision or "main"
-        commit = cache.read_ref(rev)
-        if commit is None or not cache.snapshot(commit).is_dir():
-            raise OfflineError(f"offline mode (HF_HUB_OFFLINE): {ref.repo_id}@{rev} is not in the cache")
-        files = cache.read_tree(commit) or [
-            RemoteFile(p, (cache.snapshot(commit) / p).stat().st_size, "")
-            for p in cache.snapshot_files(commit)
-        ]
+        commit, files = RepoCache(self.config.hub_cache, ref).cached_files(revision or "main", sizes=True)
         return RepoInfo(
             id=ref.repo_id,
             sha=commit,

@@ -98,13 +98,13 @@ class Response:
     """Status and headers of a response whose body is read from the connection on demand."""
 
     def __init__(
-        self, pool: Pool, conn: Conn, url: str, status: int, headers: dict[str, str], head: bool
+        self, pool: Pool, conn: Conn, status: int, headers: dict[str, str], *, head: bool, reusable: bool
     ) -> None:
         self._pool = pool
         self._conn: Conn | None = conn
-        self.url, self.status, self.headers = url, status, headers
+        self.status, self.headers = status, headers
         tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        self._reusable = "close" not in tokens and status != 101
+        self._reusable = reusable and "close" not in tokens and status != 101
         codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",") if c.strip()]
         self._chunked = bool(codings) and codings[-1] == "chunked"
         self._remaining: int | None = None  # None: until the connection closes
@@ -133,7 +133,7 @@ class Response:
         Waits for `min_bytes` (or the rest of the body) before yielding, so a fast stream costs
         one iteration per buffer-full, not one per TCP segment.
         """
-        conn, stall = self._live(), self._pool.stall_s
+        conn = self._live()
         while not self._done:
             if self._chunked:
                 if self._chunk_left == 0:
@@ -144,7 +144,7 @@ class Response:
             else:
                 budget = self._remaining if self._remaining is not None else len(conn.buf)
             want = min(budget, min_bytes)
-            if not await conn.fill(want, stall) and conn.available == 0:
+            if not await conn.fill(want) and conn.available == 0:
                 if self._remaining is None and not self._chunked and conn.error is None:
                     self._done = True
                     return
@@ -177,7 +177,7 @@ class Response:
         block. `pace(n)` (optional) returns how long to stop reading after `n` bytes. Errors from
         `sink` are raised here. Other framings go through `views()`.
         """
-        conn, stall = self._live(), self._pool.stall_s
+        conn = self._live()
         if self._chunked or self._remaining is None:
             async for view in self.views(BUFFER_BYTES // 2):
                 sink(view)
@@ -199,25 +199,17 @@ class Response:
             if pace is not None and (delay := pace(n)) > 0:
                 await asyncio.sleep(delay)
         if self._remaining and not conn.eof:
-            conn.sink, conn.sink_left, conn.sink_error, conn.pace = sink, self._remaining, None, pace
-            try:
-                await conn.wait_sink(stall)
-            finally:
-                self._remaining = conn.sink_left
-                error, conn.sink_error = conn.sink_error, None
-                conn.stop_sink()
-            if error is not None:
-                raise error
+            self._remaining = await conn.run_sink(sink, self._remaining, pace)
         if self._remaining:
             raise conn.broken("connection closed before the body was complete")
         self._done = True
 
     async def _next_chunk(self) -> None:
-        conn, stall = self._live(), self._pool.stall_s
+        conn = self._live()
         if self._in_chunks:
-            if await conn.read_line(stall) != b"":
+            if await conn.read_line() != b"":
                 raise BadResponse("malformed chunked body")
-        line = await conn.read_line(stall)
+        line = await conn.read_line()
         digits = line.split(b";")[0].strip()
         # Hex digits only: int() would also take "-6", "0x5" or "1_0", and a negative size
         # would walk the buffer backwards.
@@ -227,7 +219,7 @@ class Response:
         self._in_chunks = True
         if size == 0:
             trailer_bytes = 0
-            while trailer := await conn.read_line(stall):  # trailers, up to the empty line
+            while trailer := await conn.read_line():  # trailers, up to the empty line
                 trailer_bytes += len(trailer)
                 if trailer_bytes > MAX_HEAD_BYTES:
                     raise BadResponse("chunked trailers too large")
@@ -253,7 +245,7 @@ class Response:
         if conn is None:
             return
         self._conn = None
-        if self._done and self._reusable and conn.available == 0 and not conn.eof:
+        if self._done and self._reusable:  # put_back checks that nothing is left unread
             self._pool.put_back(conn)
         else:
             self._pool.discard(conn)
@@ -388,28 +380,26 @@ class Pool:
                 self.discard(conn)
                 raise ConnectFailed(f"proxy {proxy.label} refused the request (HTTP 407)", permanent=True)
             try:
-                resp = Response(self, conn, url, status, resp_headers, head=method == "HEAD")
+                # An answer that came before the whole request went out leaves the stream unusable.
+                return Response(self, conn, status, resp_headers, head=method == "HEAD", reusable=sent)
             except BaseException:
                 self.discard(conn)
                 raise
-            if not sent:
-                resp._reusable = False
-            return resp
 
     async def _send(self, conn: Conn, head: bytes, body: Body) -> None:
         if isinstance(body, bytes) and len(body) <= 64 << 10:
-            await conn.write(head + body, self.stall_s)
+            await conn.write(head + body)
             return
-        await conn.write(head, self.stall_s)
+        await conn.write(head)
         if isinstance(body, bytes):
-            await conn.write(body, self.stall_s)
+            await conn.write(body)
         elif body is not None:
             async for block in body:
-                await conn.write(block, self.stall_s)
+                await conn.write(block)
 
     async def _read_head(self, conn: Conn) -> tuple[int, dict[str, str]]:
         for _ in range(_MAX_INTERIM):
-            status_line = await conn.read_line(self.stall_s)
+            status_line = await conn.read_line()
             parts = status_line.split(None, 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
                 raise BadResponse(f"not an HTTP/1.x response: {status_line[:40]!r}")
@@ -418,7 +408,7 @@ class Pool:
                 raise BadResponse(f"bad status line: {status_line[:40]!r}")
             headers: dict[str, str] = {}
             size = len(status_line)
-            while line := await conn.read_line(self.stall_s):
+            while line := await conn.read_line():
                 size += len(line)
                 if size > MAX_HEAD_BYTES:
                     raise BadResponse("response head too large")
@@ -448,7 +438,7 @@ class Pool:
         handed = await self._acquire_slot(key)
         if handed is not None:
             return handed, True
-        conn = Conn(key)
+        conn = Conn(key, self.stall_s)
         self._open.add(conn)
         try:
             await self._connect(conn)
@@ -481,12 +471,10 @@ class Pool:
                     self._waiters.remove(waiter)
             if handed is not None:
                 return handed
-            if waiter.reserved:
-                self._reserved -= 1
-            if self._closed:
+            if self._closed:  # only closing wakes a waiter without a slot
                 raise ConnectionBroken("the connection pool is closed")
-            if waiter.reserved:
-                return None  # the slot kept for us; the caller opens the connection without awaiting
+            self._reserved -= 1
+            return None  # the slot kept for us; the caller opens the connection without awaiting
         return None
 
     def _wake_waiter(self) -> None:
@@ -528,7 +516,7 @@ class Pool:
                     )
                 except OSError as exc:
                     reason = _os_reason(exc)
-                    raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}", exc) from exc
+                    raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}") from exc
                 if tls is not None:
                     await self._tunnel(conn, proxy, host, port)
                     assert conn.transport is not None
@@ -539,10 +527,10 @@ class Pool:
             reason = _os_reason(exc)
             verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError
             if verify is not None:
-                raise ConnectFailed(f"TLS certificate not accepted: {verify}", exc, permanent=True) from exc
+                raise ConnectFailed(f"TLS certificate not accepted: {verify}", permanent=True) from exc
             if proxy is not None:
                 reason = f"{reason} (through proxy {proxy.label})"
-            raise ConnectFailed(reason, exc) from exc
+            raise ConnectFailed(reason) from exc
 
     async def _tunnel(self, conn: Conn, proxy: Proxy, host: str, port: int) -> None:
         """CONNECT through the proxy; TLS then runs end to end, so the proxy sees no header."""
@@ -550,7 +538,7 @@ class Pool:
         lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", f"User-Agent: {self.user_agent}"]
         if proxy.auth:
             lines.append(f"Proxy-Authorization: {proxy.auth}")
-        await conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), self.stall_s)
+        await conn.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         try:
             status, _ = await self._read_head(conn)
         except (HttpError, ConnectionError) as exc:
@@ -577,9 +565,7 @@ class Pool:
         self._idle.setdefault(conn.key, []).append(conn)
 
     def discard(self, conn: Conn) -> None:
-        idle = self._idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
+        """Close a checked-out connection that must not be reused."""
         self._drop(conn)
 
     def _drop(self, conn: Conn) -> None:

@@ -27,8 +27,8 @@ from engine._events import EventSink, HostPaused, RetryScheduled, discard
 from engine._ratelimit import TokenBucket, acquire
 
 USER_AGENT = "batuta/0.1.0; python"
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
 # Other hosts (CDN, storage) are not metered by the Hub; the bucket only carries Retry-After pauses.
 _UNMETERED = HostLimits(rate_per_s=1e6, burst=1_000_000)
 
@@ -184,12 +184,12 @@ class HubClient:
     def url(self, path: str) -> str:
         return f"{self.config.endpoint}{path}"
 
-    def _is_hub(self, url: str) -> bool:
+    def is_hub(self, url: str) -> bool:
         return origin_of(url) == self.config.endpoint_origin
 
     def _bucket(self, url: str) -> TokenBucket:
         scheme, host, port = origin_of(url)
-        if not self._is_hub(url):
+        if not self.is_hub(url):
             kind, limits = "other", _UNMETERED
         elif "/resolve/" in urlsplit(url).path:
             kind, limits = "resolvers", self.config.resolve_limits
@@ -202,7 +202,7 @@ class HubClient:
 
     def _auth_headers(self, url: str, auth: bool) -> dict[str, str]:
         # The token goes to the endpoint's origin and nowhere else, whatever redirected us.
-        if auth and self.config.token and self._is_hub(url):
+        if auth and self.config.token and self.is_hub(url):
             return {"Authorization": f"Bearer {self.config.token}"}
         return {}
 
@@ -213,7 +213,7 @@ class HubClient:
     # -- retry bookkeeping ------------------------------------------------------------------
 
     def _observe(self, url: str, headers: Mapping[str, str]) -> None:
-        state = parse_ratelimit(headers.get("ratelimit"), headers.get("ratelimit-policy"))
+        state = parse_ratelimit(headers.get("ratelimit"))  # the policy's quota and window go unused
         if state is None:
             return
         pause = self._bucket(url).observe(state)
@@ -222,7 +222,8 @@ class HubClient:
                 HostPaused(urlsplit(url).netloc, pause, f"rate-limit window '{state.name}' exhausted")
             )
 
-    async def _wait_retry(self, url: str, attempt: int, reason: str, retry_after: float | None) -> None:
+    async def wait_retry(self, url: str, attempt: int, reason: str, retry_after: float | None) -> None:
+        """Count a retry, say so (event) and sleep: Retry-After for the whole host, else backoff."""
         self.retries += 1
         if retry_after is not None:
             delay = retry_after
@@ -255,16 +256,43 @@ class HubClient:
         Redirects are followed by hand when `follow` is true, attaching the token only on the
         endpoint's origin. `ok` decides which statuses are returned instead of raised.
         """
-        self._check_online()
-        assert self._pool is not None, "HubClient used outside 'async with'"
         if json is not None:
             body = jsonlib.dumps(json).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
+        resp, url, payload = await self._exchange(
+            method, url, params=params, headers=headers, body=body, auth=auth, follow=follow, read=True
+        )
+        response = HubResponse(resp.status, resp.headers, payload, url)
+        if not ok(response.status):
+            raise map_error(response, ctx, has_token=self._has_token(url))
+        return response
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Body = None,
+        auth: bool = True,
+        follow: bool = True,
+        read: bool,
+    ) -> tuple[_http.Response, str, bytes]:
+        """The request loop of `send()` and `stream()`: host budget, redirects, retries.
+
+        Returns the final response, its URL and (with `read`) its body. With `read` the response
+        is released and a body that breaks off is retried like a failed connection; without it
+        the caller owns the open response.
+        """
+        self._check_online()
+        assert self._pool is not None, "HubClient used outside 'async with'"
         attempt, redirects = 0, 0
         while True:
             await acquire(self._bucket(url))
             req_headers = {
-                "X-Amzn-Trace-Id": _trace_id(),
+                # The trace id is for the Hub's logs; streamed bodies come from its CDN.
+                **({"X-Amzn-Trace-Id": _trace_id()} if read else {}),
                 **(headers or {}),
                 **self._auth_headers(url, auth),
             }
@@ -278,13 +306,13 @@ class HubClient:
             try:
                 resp = await self._pool.request(method, url, params=params, headers=req_headers, body=data)
                 try:
-                    hdrs = resp.headers
+                    hdrs, status = resp.headers, resp.status
                     self._observe(url, hdrs)
-                    status = resp.status
-                    if follow and status in _REDIRECTS and "location" in hdrs:
+                    if follow and status in REDIRECTS and "location" in hdrs:
                         await _drain(resp)
+                        resp.release()
                         redirects += 1
-                        if redirects > _MAX_REDIRECTS:
+                        if redirects > MAX_REDIRECTS:
                             raise E.ProtocolError(
                                 f"too many redirects from {strip_query(url)}", url=strip_query(url)
                             )
@@ -295,34 +323,35 @@ class HubClient:
                     if is_retryable_status(status) and attempt < self.config.retry.max_retries:
                         attempt += 1
                         # The body only keeps the connection reusable; losing it is no new failure.
-                        with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
+                        with contextlib.suppress(*_BODY_ERRORS):
                             await resp.read()
                         resp.release()
-                        await self._wait_retry(
+                        await self.wait_retry(
                             url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
                         )
                         continue
-                    payload = await resp.read()
-                    response = HubResponse(status, hdrs, payload, url)
-                finally:
+                    payload = await resp.read() if read else b""
+                except BaseException:
                     resp.release()
-            except E.BatutaError:
-                raise
+                    raise
             except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
                 if attempt < self.config.retry.max_retries and not _permanent(exc):
                     attempt += 1
-                    await self._wait_retry(url, attempt, reason, None)
+                    await self.wait_retry(url, attempt, reason, None)
                     continue
                 raise self._transport_error(url, exc, attempt + 1) from exc
             except _http.HttpError as exc:
                 raise self._transport_error(url, exc, attempt + 1) from exc
-            if not ok(response.status):
-                raise map_error(response, ctx, has_token=bool(self.config.token) and self._is_hub(url))
-            return response
+            if read:
+                resp.release()
+            return resp, url, payload
+
+    def _has_token(self, url: str) -> bool:
+        return bool(self.config.token) and self.is_hub(url)
 
     def _transport_error(self, url: str, exc: BaseException, attempts: int) -> E.TransportError:
-        target = self.config.endpoint if self._is_hub(url) else _origin_str(url)
+        target = self.config.endpoint if self.is_hub(url) else _origin_str(url)
         if isinstance(exc, TimeoutError):
             return E.TransferTimeoutError(
                 f"{target} did not answer in time after {attempts} attempts",
@@ -352,77 +381,39 @@ class HubClient:
         Status errors are retried and mapped like `send()`; errors while reading the body surface
         from `Stream.pour()` / `Stream.iter_chunks()` as TransportError for the caller to resume.
         """
-        self._check_online()
-        assert self._pool is not None, "HubClient used outside 'async with'"
-        attempt, redirects = 0, 0
-        while True:
-            await acquire(self._bucket(url))
-            headers = {"Accept-Encoding": "identity", **self._auth_headers(url, auth)}
-            if byte_range is not None:
-                headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
-            try:
-                resp = await self._pool.request("GET", url, headers=headers)
-            except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
-                if attempt < self.config.retry.max_retries and not _permanent(exc):
-                    attempt += 1
-                    await self._wait_retry(
-                        url, attempt, "timeout" if isinstance(exc, TimeoutError) else "connect", None
-                    )
-                    continue
-                raise self._transport_error(url, exc, attempt + 1) from exc
-            except _http.HttpError as exc:
-                raise self._transport_error(url, exc, attempt + 1) from exc
-            try:
-                hdrs = resp.headers
-                self._observe(url, hdrs)
-                if resp.status in _REDIRECTS and "location" in hdrs:
-                    await _drain(resp)
-                    redirects += 1
-                    if redirects > _MAX_REDIRECTS:
-                        raise E.ProtocolError(
-                            f"too many redirects from {strip_query(url)}", url=strip_query(url)
-                        )
-                    url = urljoin(url, hdrs["location"])
-                    continue
-                if is_retryable_status(resp.status) and attempt < self.config.retry.max_retries:
-                    attempt += 1
-                    with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
-                        await resp.read()
-                    resp.release()
-                    await self._wait_retry(
-                        url, attempt, str(resp.status), parse_retry_after(hdrs.get("retry-after"))
-                    )
-                    continue
-                if resp.status >= 400:
-                    try:
-                        body = await resp.read()
-                    except (_http.HttpError, ConnectionError, TimeoutError):
-                        body = b""
-                    raise map_error(
-                        HubResponse(resp.status, hdrs, body, url),
-                        ctx,
-                        has_token=bool(self.config.token) and self._is_hub(url),
-                    )
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range is not None else {}
+        resp, url, _ = await self._exchange("GET", url, headers=headers, auth=auth, read=False)
+        try:
+            if resp.status >= 400:
                 try:
-                    yield Stream(resp, url)
-                except BaseException:
-                    # A body read halfway must not go back to the pool: drop the connection.
-                    resp.close()
-                    raise
-                return
-            finally:
-                resp.release()
+                    body = await resp.read()
+                except _BODY_ERRORS:
+                    body = b""
+                raise map_error(
+                    HubResponse(resp.status, resp.headers, body, url), ctx, has_token=self._has_token(url)
+                )
+            try:
+                yield Stream(resp, url)
+            except BaseException:
+                # A body read halfway must not go back to the pool: drop the connection.
+                resp.close()
+                raise
+        finally:
+            resp.release()
 
 
 def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, _http.ConnectFailed) and exc.permanent
 
 
+_BODY_ERRORS = (_http.HttpError, ConnectionError, TimeoutError)
+
+
 async def _drain(resp: _http.Response) -> None:
     """Read a small redirect body, so its connection goes back to the pool instead of closing."""
     length = resp.headers.get("content-length", "")
     if length.isdigit() and int(length) <= 64 << 10:
-        with contextlib.suppress(_http.HttpError, ConnectionError, TimeoutError):
+        with contextlib.suppress(*_BODY_ERRORS):
             await resp.read()
 
 

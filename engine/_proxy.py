@@ -34,8 +34,6 @@ def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Prox
     Raises ConnectFailed (permanent) for a proxy it cannot use; messages never repeat the
     setting itself, which may hold a password.
     """
-    if not any(k.lower().endswith("_proxy") for k in env):
-        return None
     # Lower-case names win over upper-case ones, as in curl and requests.
     found = sorted((k.islower(), k.lower()[:-6], v) for k, v in env.items() if k.lower().endswith("_proxy"))
     proxies = {name: value for _, name, value in found if value}

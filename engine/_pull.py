@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from engine._api import hub_scan_verdicts
+from engine._api import with_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
 from engine._config import HostLimits
 from engine._download import Downloader, FileJob, new_hasher
@@ -114,9 +114,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         files = list(info.files)
     else:
         files = await engine.api.list_tree(ref, commit)
-    scan = hub_scan_verdicts(info.raw)
-    if scan:
-        files = [f._replace(security_status=scan.get(f.path, f.security_status)) for f in files]
+    files = with_scan_verdicts(files, info.raw)
     selection = _select(files, ref, opts)
     planned = [
         PlannedFile(f.path, f.size, f.is_lfs, _action(f, commit, cache, local)) for f in selection.selected
@@ -292,11 +290,7 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
     if local is not None:
         commit, files = "", _local_files(local)
     else:
-        found = cache.read_ref(opts.revision)
-        if found is None or not cache.snapshot(found).is_dir():
-            raise OfflineError(f"offline mode (HF_HUB_OFFLINE): {label} is not in the cache")
-        commit = found
-        files = cache.read_tree(commit) or [RemoteFile(p, 0, "") for p in cache.snapshot_files(commit)]
+        commit, files = cache.cached_files(opts.revision, sizes=False)
     selection = _select(files, ref, opts)
     root = local.root if local is not None else cache.snapshot(commit)
     missing = [f.path for f in selection.selected if not (root / f.path).exists()]
