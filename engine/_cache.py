@@ -130,7 +130,13 @@ class RepoCache:
             return pointer.is_file()
 
     def write_tree(self, commit: str, files: Iterable[RemoteFile]) -> None:
-        """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness)."""
+        """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness).
+
+        A commit's tree never changes: an existing file is kept, not rewritten on every pull.
+        """
+        path = self.folder / "trees" / f"{commit}.json"
+        if path.exists():
+            return
         entries: dict[str, dict[str, object]] = {}
         for f in sorted(files, key=lambda f: f.path):
             entry: dict[str, object] = {"size": f.size, "blob_id": f.blob_id}
@@ -138,7 +144,7 @@ class RepoCache:
                 entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
             entries[f.path] = entry
         doc = {"format_version": 1, "files": entries}
-        atomic_write(self.folder / "trees" / f"{commit}.json", json.dumps(doc, indent=1).encode())
+        atomic_write(path, json.dumps(doc, indent=1).encode())
 
     def read_tree(self, commit: str) -> list[RemoteFile] | None:
         try:
@@ -218,7 +224,7 @@ class LocalDir:
         return bool(commit) and stored == etag and mtime <= float(stamp) + 1
 
     def write_metadata(self, rel: str, commit: str, etag: str) -> None:
-        self.ensure_layout()
+        """Record that `rel` is at `etag` (after `ensure_layout`, which the pull calls once)."""
         atomic_write(self.metadata(rel), f"{commit}\n{etag}\n{time.time()}\n".encode())
 
     def ensure_layout(self) -> None:

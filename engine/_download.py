@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import mmap
 import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import aiofiles
 import anyio
 
 from engine._cache import atomic_write
-from engine._config import EngineConfig
+from engine._config import EngineConfig, HostLimits
 from engine._errors import HubError, IntegrityError, ProtocolError, TransferTimeoutError, TransportError
 from engine._events import BytesMoved, EventSink
 from engine._hub import MAX_REDIRECTS, REDIRECTS, Ctx, HubClient, strip_query
@@ -73,30 +72,25 @@ class _State:
     fd: int
     done: Intervals
     changed: anyio.Event = field(default_factory=anyio.Event)
+    # The hashing loop sleeps until the contiguous prefix reaches this: blocks landing beyond it
+    # (most of them, with parallel ranges) cost no wake-up.
+    wake_at: int = 0
     location: str = ""
-    saved_at: float = 0.0
 
     def record(self, start: int, end: int) -> None:
         self.done.add(start, end)
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self.done.prefix() >= self.wake_at:
+            self.changed.set()
 
 
 class Downloader:
     """Downloads files for one run; shares the connection limiter and the byte-rate bucket."""
 
-    def __init__(
-        self,
-        client: HubClient,
-        config: EngineConfig,
-        *,
-        connections: anyio.CapacityLimiter,
-        hash_limiter: anyio.CapacityLimiter,
-        rate: TokenBucket | None,
-        on_event: EventSink,
-    ) -> None:
+    def __init__(self, client: HubClient, config: EngineConfig, *, on_event: EventSink) -> None:
         self.client, self.config = client, config
-        self.connections, self.hash_limiter, self.rate = connections, hash_limiter, rate
+        self.connections = anyio.CapacityLimiter(config.max_connections)
+        self.hash_limiter = anyio.CapacityLimiter(config.hash_workers)
+        self.rate = _rate_bucket(config.max_rate_bytes_s)
         self.on_event = on_event
         self.bytes_fetched = 0
         # Few writer threads: each extra thread costs a malloc arena, and page-cache writes are fast.
@@ -192,10 +186,12 @@ class Downloader:
                 state.location = await self._locate(job)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._hash_loop, state, f.size, hasher)
-                async with anyio.create_task_group() as ranges:
-                    for r in missing:
-                        ranges.start_soon(self._fetch_range, job, state, r)
-                self._save(job, state, force=True)
+                async with anyio.create_task_group() as saver:
+                    saver.start_soon(self._keep_saving, job, state)
+                    async with anyio.create_task_group() as ranges:
+                        for r in missing:
+                            ranges.start_soon(self._fetch_range, job, state, r)
+                    saver.cancel_scope.cancel()  # once complete, the caller removes the progress file
         finally:
             os.close(fd)
         self._verify(f, hasher.hexdigest())
@@ -230,7 +226,6 @@ class Downloader:
             state.record(pos, end)
             pos = end
             attempts = 0  # progress resets the retry budget, as the official client does
-            self._save(job, state)
 
         while pos < r.end:
             try:
@@ -260,13 +255,12 @@ class Downloader:
                     continue
                 raise
 
-    def _save(self, job: FileJob, state: _State, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - state.saved_at >= SAVE_EVERY_S:
-            state.saved_at = now
-            atomic_write(
-                job.progress_path, Progress(job.file.etag, job.file.size, state.done.ranges()).to_json()
-            )
+    async def _keep_saving(self, job: FileJob, state: _State) -> None:
+        # On a timer, not in the receive callback: a kill -9 loses at most SAVE_EVERY_S of progress.
+        progress = job.progress_path
+        while True:
+            await anyio.sleep(SAVE_EVERY_S)
+            atomic_write(progress, Progress(job.file.etag, job.file.size, state.done.ranges()).to_json())
 
     async def _hash_loop(self, state: _State, size: int, hasher: Hasher) -> None:
         hashed = 0
@@ -278,6 +272,8 @@ class Downloader:
                 )
                 hashed = prefix
             else:
+                state.wake_at = min(size, hashed + HASH_MIN_STEP)
+                state.changed = anyio.Event()
                 await state.changed.wait()
 
     # -- shared helpers -----------------------------------------------------------------------
@@ -311,6 +307,13 @@ def _write_file(path: Path, chunks: list[bytes]) -> None:
                 view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
+
+
+def _rate_bucket(max_rate: float | None) -> TokenBucket | None:
+    if not max_rate:
+        return None
+    # A quarter-second burst keeps the cap smooth without starving a connection of whole chunks.
+    return TokenBucket(HostLimits(rate_per_s=max_rate, burst=max(1 << 20, int(max_rate / 4))))
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

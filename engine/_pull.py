@@ -13,13 +13,11 @@ import anyio
 
 from engine._api import with_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
-from engine._config import HostLimits
-from engine._download import Downloader, FileJob, new_hasher
+from engine._download import Downloader, FileJob
 from engine._errors import BatutaError, IntegrityError, OfflineError
 from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanReady
 from engine._hub import Ctx
 from engine._models import RemoteFile, RepoRef
-from engine._ratelimit import TokenBucket
 from engine._select import SelectionResult, Skipped, select_files
 
 if TYPE_CHECKING:
@@ -151,14 +149,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         local.ensure_layout()
 
     by_path = {f.path: f for f in selection.selected}
-    downloader = Downloader(
-        engine.client,
-        config,
-        connections=anyio.CapacityLimiter(config.max_connections),
-        hash_limiter=anyio.CapacityLimiter(config.hash_workers),
-        rate=_rate_bucket(config.max_rate_bytes_s),
-        on_event=engine.on_event,
-    )
+    downloader = Downloader(engine.client, config, on_event=engine.on_event)
     errors: list[BaseException] = []
     files_limiter = anyio.CapacityLimiter(config.max_connections)
 
@@ -185,7 +176,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     result.bytes_downloaded = downloader.bytes_fetched
     result.retries = engine.client.retries
     result.seconds = time.monotonic() - started
-    if errors and not result.downloaded and len({type(e) for e in errors}) == 1 and len(errors) == len(todo):
+    if errors and len(errors) == len(todo) and len({type(e) for e in errors}) == 1:
         # Every file failed the same way (gated, forbidden, unreachable): that is the answer.
         if not isinstance(errors[0], IntegrityError):
             raise errors[0]
@@ -201,13 +192,6 @@ def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> Selecti
         quantization=opts.quantization,
         allow_unsafe=opts.allow_unsafe,
     )
-
-
-def _rate_bucket(max_rate: float | None) -> TokenBucket | None:
-    if not max_rate:
-        return None
-    # A quarter-second burst keeps the cap smooth without starving a connection of whole chunks.
-    return TokenBucket(HostLimits(rate_per_s=max_rate, burst=max(1 << 20, int(max_rate / 4))))
 
 
 def _action(f: RemoteFile, commit: str, cache: RepoCache, local: LocalDir | None) -> Action:
@@ -271,15 +255,17 @@ async def _materialize(
 
 async def _same_content(path: Path, f: RemoteFile) -> bool:
     """Hash a local file that has no metadata, to adopt it instead of downloading it again."""
+    # The push's file hasher; imported here so that a pull does not load sqlite for nothing.
+    from engine._hashing import hash_file
 
     def digest() -> str:
         if path.stat().st_size != f.size:
             return ""
-        h = new_hasher(f)
-        with open(path, "rb") as fh:
-            while block := fh.read(4 << 20):
-                h.update(block)
-        return h.hexdigest()
+        try:
+            d = hash_file(path, sha256=f.is_lfs, sha1=not f.is_lfs)
+        except ValueError:  # it changed while being read
+            return ""
+        return (d.sha256 if f.is_lfs else d.sha1) or ""
 
     return await anyio.to_thread.run_sync(digest) == f.etag
 

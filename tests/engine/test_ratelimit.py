@@ -61,7 +61,7 @@ def test_defaults_allow_a_burst_of_small_files_and_stay_in_the_window() -> None:
 
 
 def test_byte_budget_of_max_rate() -> None:
-    from engine._pull import _rate_bucket
+    from engine._download import _rate_bucket
 
     clock = Clock()
     bucket = _rate_bucket(2 * 1024 * 1024)
