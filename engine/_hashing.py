@@ -124,6 +124,13 @@ def hash_file(
     return Digest(size, h256.hexdigest() if h256 else None, h1.hexdigest() if h1 else None)
 
 
+def _settled(keys: Iterable[FileKey], now_s: float | None) -> set[FileKey]:
+    """The keys written before the racy window (RACY_WINDOW_S): only those may be remembered."""
+    now_ns = int((time.time() if now_s is None else now_s) * 1e9)
+    racy_ns = int(RACY_WINDOW_S * 1e9)
+    return {k for k in keys if now_ns - k.mtime_ns >= racy_ns}
+
+
 class HashCache:
     """Digests of file versions, persisted in SQLite. Use from one thread at a time.
 
@@ -196,12 +203,9 @@ class HashCache:
         """Record digests (merging with what is known); returns how many rows were written."""
         if self._db is None or not items:
             return 0
-        now_ns = int((time.time() if now_s is None else now_s) * 1e9)
-        racy_ns = int(RACY_WINDOW_S * 1e9)
+        settled = _settled(items, now_s)
         rows = [
-            (k.path, k.size, k.mtime_ns, k.ino, d.sha256, d.sha1)
-            for k, d in items.items()
-            if now_ns - k.mtime_ns >= racy_ns
+            (k.path, k.size, k.mtime_ns, k.ino, d.sha256, d.sha1) for k, d in items.items() if k in settled
         ]
         try:
             with self._db:
@@ -230,12 +234,7 @@ class HashCache:
     def mark_clean(self, keys: Iterable[FileKey], scanner: str, *, now_s: float | None = None) -> None:
         if self._db is None:
             return
-        now_ns = int((time.time() if now_s is None else now_s) * 1e9)
-        rows = [
-            (k.path, k.size, k.mtime_ns, k.ino, scanner)
-            for k in keys
-            if now_ns - k.mtime_ns >= int(RACY_WINDOW_S * 1e9)
-        ]
+        rows = [(k.path, k.size, k.mtime_ns, k.ino, scanner) for k in _settled(keys, now_s)]
         try:
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO clean_scans VALUES (?, ?, ?, ?, ?)", rows)
@@ -284,17 +283,21 @@ class Hasher:
         jobs: Iterable[HashJob],
         *,
         on_digest: Callable[[str, Digest], None] | None = None,
+        known: Mapping[str, Digest] | None = None,
     ) -> dict[str, Digest]:
         """Digest every job (cache first), keyed by `rel`; store the new digests in the cache.
 
         `on_digest(rel, digest)` is called on the event loop as soon as each digest is known
         (cache hits first), so a caller can act on one file while others are still hashed.
+        `known`: what `cached(jobs)` returned, when the caller already asked.
         Raises OSError when a file cannot be read; ValueError when one changed while hashed.
         """
         jobs = list(jobs)
-        known = await self.cached(jobs)
+        if known is None:
+            known = await self.cached(jobs)
         out: dict[str, Digest] = {}
-        todo: list[tuple[HashJob, Digest | None]] = []
+        todo = self.pending(jobs, known)
+        pending_rels = {job.rel for job in todo}
 
         def done(rel: str, digest: Digest) -> None:
             out[rel] = digest
@@ -302,13 +305,10 @@ class Hasher:
                 on_digest(rel, digest)
 
         for job in jobs:
-            hit = known.get(job.rel)
-            if hit is not None and hit.has(sha256=job.sha256, sha1=job.sha1):
+            if job.rel not in pending_rels:
                 self.cache_hits += 1
                 self._on_event(FileHashed(job.rel, 0))
-                done(job.rel, hit)
-            else:
-                todo.append((job, hit))
+                done(job.rel, known[job.rel])
         fresh: dict[FileKey, Digest] = {}
 
         async def run(job: HashJob, partial: Digest | None) -> None:
@@ -331,12 +331,17 @@ class Hasher:
             done(job.rel, digest)
 
         async with anyio.create_task_group() as tg:
-            for job, partial in todo:
-                tg.start_soon(run, job, partial)
+            for job in todo:
+                tg.start_soon(run, job, known.get(job.rel))
         if fresh:
             async with self._cache_lock:
                 await anyio.to_thread.run_sync(self.cache.store, fresh)
         return out
+
+    @staticmethod
+    def pending(jobs: Iterable[HashJob], known: Mapping[str, Digest]) -> list[HashJob]:
+        """The jobs the cache answers not at all, or without every digest they need."""
+        return [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
 
     def _report(self, rel: str, n: int) -> None:
         self.bytes_hashed += n
@@ -384,14 +389,13 @@ def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[s
             path = base / name
             try:
                 st = path.stat()
-                if stat.S_ISREG(st.st_mode):
-                    # Opening proves readability (permissions, ACLs) before any request is made.
-                    with path.open("rb"):
-                        pass
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # sockets, FIFOs, devices: not files a repo can hold
+                # Opening proves readability (permissions, ACLs) before any request is made.
+                with path.open("rb"):
+                    pass
             except OSError as exc:
                 raise UsageError(f"cannot read '{rel}': {(exc.strerror or str(exc)).lower()}") from exc
-            if not stat.S_ISREG(st.st_mode):
-                continue  # sockets, FIFOs, devices: not files a repo can hold
             out.append(LocalFile(rel, path, st.st_size, key=FileKey.of(path, st)))
     if not out:
         filt = " matching --include/--exclude" if include or exclude else ""

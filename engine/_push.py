@@ -58,6 +58,7 @@ from engine._pushplan import (
 from engine._select import match_globs
 from engine._upload import (
     PREUPLOAD_BATCH,
+    SAMPLE_BYTES,
     AddFile,
     CommitResult,
     LfsObject,
@@ -143,17 +144,17 @@ def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | N
     Files that the same scanner found clean before, unchanged since, are not read again.
     """
     scanner = scanner_id()
-    local = [f for f in files if f.path is not None and f.key is not None]
-    known = cache.clean_scans([f.key for f in local if f.key], scanner) if cache else set()
-    todo = [f for f in local if f.key not in known]
+    keyed = [(f.rel, f.key) for f in files if f.path is not None and f.key is not None]
+    known = cache.clean_scans([key for _, key in keyed], scanner) if cache else set()
+    todo = [(rel, key) for rel, key in keyed if key not in known]
     if not todo:
         return  # and the rules, ~4 ms of regex compilation, are not even loaded
     from engine._secrets import scan_folder
 
-    findings = scan_folder(folder, [f.rel for f in todo])
+    findings = scan_folder(folder, [rel for rel, _ in todo])
     if not findings:
         if cache is not None:
-            cache.mark_clean((f.key for f in todo if f.key), scanner)
+            cache.mark_clean((key for _, key in todo), scanner)
         return
     lines = [f.describe() for f in findings]
     shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
@@ -287,7 +288,7 @@ class _Run:
         )
         data = text.encode()
         self.files.append(
-            LocalFile(CARD, None, len(data), data=data, digest=digest_bytes(data), sample=data[:512])
+            LocalFile(CARD, None, len(data), data=data, digest=digest_bytes(data), sample=data[:SAMPLE_BYTES])
         )
         self.files.sort(key=lambda f: f.rel)
         self.card = True
@@ -324,7 +325,7 @@ class _Run:
         jobs = self._jobs()
         known = await self.hasher.cached(jobs)
         self._announce_hashing(jobs, known)
-        digests = await self.hasher.digest_all(jobs)
+        digests = await self.hasher.digest_all(jobs, known=known)
         changed = []
         for f in self.files:
             f.digest = f.digest or digests.get(f.rel)
@@ -335,7 +336,7 @@ class _Run:
             f.lfs = guess_lfs(f, self.remote.get(f.rel))
 
     def _announce_hashing(self, jobs: Sequence[HashJob], known: dict[str, Digest]) -> None:
-        todo = [j for j in jobs if not (j.rel in known and known[j.rel].has(sha256=j.sha256, sha1=j.sha1))]
+        todo = self.hasher.pending(jobs, known)
         self.sink(PlanReady(len(todo), sum(j.key.size for j in todo), len(jobs) - len(todo), 0))
 
     async def _read_samples(self, files: Sequence[LocalFile]) -> None:
@@ -363,7 +364,7 @@ class _Run:
         self._announce_hashing(jobs, known)
         # The upload plan comes before hashing ends; files the cache cannot vouch for count as
         # changed, so the total is an upper bound (files found unchanged get FileFinished(skipped)).
-        maybe = [f for f in self.files if not self._knownsame_content(f, known.get(f.rel))]
+        maybe = [f for f in self.files if not self._maybe_same(f, known.get(f.rel))]
         self.sink(
             PlanReady(
                 len(maybe) + len(self.deletes), sum(f.size for f in maybe), len(self.files) - len(maybe), 0
@@ -387,17 +388,12 @@ class _Run:
                 for f in self.files:
                     if f.path is None and self._classify(f):  # generated: digest known already
                         send.send_nowait(f)
-                await self.hasher.digest_all(jobs, on_digest=hashed)
+                await self.hasher.digest_all(jobs, on_digest=hashed, known=known)
         return [f for f in self.files if f.action in ("add", "update")]
 
-    def _knownsame_content(self, f: LocalFile, cached: Digest | None) -> bool:
+    def _maybe_same(self, f: LocalFile, cached: Digest | None) -> bool:
         r = self.remote.get(f.rel)
-        if r is None or f.size != r.size:
-            return False
-        digest = f.digest or cached
-        if digest is None:
-            return False
-        return digest.sha256 == r.lfs_sha256 if r.is_lfs else digest.sha1 == r.blob_id
+        return r is not None and same_content(f, r, f.digest or cached)
 
     async def _upload_stage(self, receive: MemoryObjectReceiveStream[LocalFile]) -> None:
         """Take changed files as hashing yields them, in batches of whatever has piled up."""

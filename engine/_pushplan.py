@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine._hashing import LocalFile
+from engine._hashing import Digest, LocalFile
 from engine._models import RemoteFile
 
 # Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
@@ -79,7 +79,9 @@ def guess_lfs(f: LocalFile, r: RemoteFile | None) -> bool:
     return f.size > 0 and (big_or_binary or f.rel.lower().endswith(LFS_SUFFIXES))
 
 
-def same_content(f: LocalFile, r: RemoteFile) -> bool:
-    if f.digest is None or f.size != r.size:
+def same_content(f: LocalFile, r: RemoteFile, digest: Digest | None = None) -> bool:
+    """Whether `f` (its digest, or `digest` when given) already is the remote file `r`."""
+    d = digest or f.digest
+    if d is None or f.size != r.size:
         return False
-    return f.digest.sha256 == r.lfs_sha256 if r.is_lfs else f.digest.sha1 == r.blob_id
+    return d.sha256 == r.lfs_sha256 if r.is_lfs else d.sha1 == r.blob_id

@@ -27,16 +27,16 @@ PREUPLOAD_BATCH = 256  # what the official client sends per call (§8.2)
 LFS_BATCH = 256  # git-lfs batch API limit used by the Hub (§8.4)
 SAMPLE_BYTES = 512
 LFS_JSON = "application/vnd.git-lfs+json"
+_LFS_HEADERS = {"Accept": LFS_JSON, "Content-Type": LFS_JSON}  # send(json=...) keeps this type
 
 UploadMode = Literal["regular", "lfs"]
 
 
 class Preupload(NamedTuple):
-    """The server's verdict on one path: how to send it, whether to skip it, the oid it holds."""
+    """The server's verdict on one path: how to send it and whether to skip it."""
 
     mode: UploadMode
     should_ignore: bool
-    remote_oid: str | None
 
 
 class LfsAction(NamedTuple):
@@ -110,13 +110,13 @@ async def create_repo(client: HubClient, ref: RepoRef, *, private: bool) -> bool
     return resp.status != 409
 
 
-async def create_branch(client: HubClient, ref: RepoRef, branch: str, *, start: str | None = None) -> None:
-    body = {"startingPoint": start} if start else {}
+async def create_branch(client: HubClient, ref: RepoRef, branch: str) -> None:
+    """Create `branch` from the default branch's head (409 when it exists is fine)."""
     await client.send(
         "POST",
         client.url(_api(ref, f"branch/{quote_rev(branch)}")),
         ctx=Ctx(ref.repo_id, branch),
-        json=body,
+        json={},
         ok=lambda s: s < 400 or s == 409,
     )
 
@@ -128,7 +128,6 @@ async def preupload(
     files: Sequence[tuple[str, int, bytes]],
     *,
     create_pr: bool = False,
-    git_ignore: str | None = None,
 ) -> dict[str, Preupload]:
     """Ask the server how to send `files` ((path, size, first 512 bytes)), PREUPLOAD_BATCH per call."""
     url = client.url(_api(ref, f"preupload/{quote_rev(revision)}"))
@@ -141,8 +140,6 @@ async def preupload(
                 for p, size, sample in batch
             ]
         }
-        if git_ignore is not None:
-            body["gitIgnore"] = git_ignore
         resp = await client.send(
             "POST", url, ctx=Ctx(ref.repo_id, revision), params=_pr_params(create_pr), json=body
         )
@@ -151,12 +148,11 @@ async def preupload(
             mode = item.get("uploadMode")
             if mode not in ("regular", "lfs"):
                 raise ProtocolError(f"preupload answered an unknown upload mode {mode!r}", url=url)
-            oid = item.get("oid")
-            out[str(item["path"])] = Preupload(mode, bool(item.get("shouldIgnore")), oid if oid else None)
+            out[str(item["path"])] = Preupload(mode, bool(item.get("shouldIgnore")))
     # Empty files are always regular: S3 cannot store an empty LFS object (§8.2).
     for path, size, _ in files:
         if size == 0 and path in out:
-            out[path] = Preupload("regular", out[path].should_ignore, out[path].remote_oid)
+            out[path] = Preupload("regular", out[path].should_ignore)
     return out
 
 
@@ -191,8 +187,8 @@ async def lfs_batch(
             "POST",
             url,
             ctx=Ctx(ref.repo_id, revision),
-            headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
-            body=json.dumps(body).encode(),
+            headers=_LFS_HEADERS,
+            json=body,
         )
         data = resp.json()
         for obj in data.get("objects", []) if isinstance(data, dict) else []:
@@ -251,8 +247,8 @@ async def upload_object(
         await client.send(
             "POST",
             obj.verify.href,
-            headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
-            body=json.dumps({"oid": obj.oid, "size": obj.size}).encode(),
+            headers=_LFS_HEADERS,
+            json={"oid": obj.oid, "size": obj.size},
         )
     on_event(FileFinished(rel))
     return sent
@@ -295,10 +291,8 @@ async def _multipart(
     await client.send(
         "POST",
         obj.upload.href,
-        headers={"Accept": LFS_JSON, "Content-Type": LFS_JSON},
-        body=json.dumps(
-            {"oid": obj.oid, "parts": [{"partNumber": n, "etag": etags[n]} for n in sorted(etags)]}
-        ).encode(),
+        headers=_LFS_HEADERS,
+        json={"oid": obj.oid, "parts": [{"partNumber": n, "etag": etags[n]} for n in sorted(etags)]},
         auth=False,
     )
     return obj.size
