@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli._format import human_bytes
 from cli.render import emit_json, line, note
+from engine._events import BytesMoved, FileHashed, Notice, PlanReady, RetryScheduled
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
     from engine import Event, EventSink, SecretsFoundError
     from engine._push import PushResult
 
-# rich (and cli.render, which imports it) load only when a table or a live bar is drawn: a
-# re-push that finds nothing to do should not pay for them at start-up.
+# rich loads only when a table or a live bar is drawn: a re-push that finds nothing to do
+# should not pay for it at start-up.
 
 _VERB = {"add": "add", "update": "update", "delete": "delete", "unchanged": "skip", "ignored": "ignored"}
 
@@ -35,8 +36,6 @@ class _PushProgress:
         self._upload: TaskID | None = None
 
     def __call__(self, event: Event) -> None:
-        from engine import BytesMoved, FileHashed, Notice, PlanReady, RetryScheduled
-
         match event:
             case PlanReady(files=files, total_bytes=total):
                 self._plans += 1

@@ -96,18 +96,12 @@ def serve(
 
     if not root.is_dir():
         fail(f"--root '{root}' is not a folder", ExitCode.USAGE)
-    import os
-
     from engine.server import serve_forever
 
-    # Fault-injection and counter routes (/_batuta/...) exist only for tests and benchmarks.
-    testing = os.environ.get("BATUTA_SERVE_TESTING") == "1"
+    # The server itself enables its test routes (/_batuta/...) under BATUTA_SERVE_TESTING=1 and
+    # returns on Ctrl-C.
     try:
-        serve_forever(
-            root, host=host, port=port, blob_port=blob_port, testing=testing, on_ready=render.server_ready
-        )
-    except KeyboardInterrupt:
-        pass
+        serve_forever(root, host=host, port=port, blob_port=blob_port, on_ready=render.server_ready)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", ExitCode.FAILURE)
 

@@ -11,6 +11,16 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from cli._format import human_bytes
+from engine._events import (
+    BytesMoved,
+    FileFailed,
+    FileFinished,
+    FileStarted,
+    HostPaused,
+    Notice,
+    PlanReady,
+    RetryScheduled,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -193,17 +203,6 @@ class _TransferView:
         note(text, self.progress)
 
     def __call__(self, event: Any) -> None:
-        from engine import (
-            BytesMoved,
-            FileFailed,
-            FileFinished,
-            FileStarted,
-            HostPaused,
-            Notice,
-            PlanReady,
-            RetryScheduled,
-        )
-
         match event:
             case BytesMoved(path=path, n=n) if self.progress is not None:
                 self.progress.advance(self.total, n)

@@ -133,12 +133,7 @@ class HubServer:
         stats = Stats(config.request_log_size)
         self.svc = Services(
             config=config,
-            store=Store(
-                config.root,
-                lfs_size_threshold=config.lfs_size_threshold_bytes,
-                thread_hash_bytes=config.thread_hash_bytes,
-                snapshot_ttl_s=config.snapshot_ttl_s,
-            ),
+            store=Store.from_config(config),
             faults=FaultState(on_fire=stats.fired),
             stats=stats,
             ratelimit=RateLimiter(
@@ -259,7 +254,7 @@ class HubServer:
     async def _dispatch_blob(self, request: web.Request) -> web.StreamResponse:
         svc = self.svc
         segs = request.raw_path.split("?", 1)[0].split("/")[1:]
-        kind = _blob.route_kind(request.method, segs)
+        kind = _blob.route_kind(segs)
         target = unquote(request.raw_path)
         slot = svc.stats.begin(
             request.method, kind, request.path, request.raw_path, request.headers.get("Range"),

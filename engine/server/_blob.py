@@ -31,6 +31,7 @@ from engine.server._context import Services
 from engine.server._faults import BodyFaults
 from engine.server._hashing import FileDigest
 from engine.server._http import plain_error
+from engine.server._rules import SAMPLE_BYTES
 from engine.server._stream import RangeNotSatisfiable, range_headers, send_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -38,7 +39,7 @@ _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 READ_BYTES = 1024 * 1024
 
 
-def route_kind(method: str, segs: list[str]) -> str:
+def route_kind(segs: list[str]) -> str:
     return "blob" if segs and segs[0] == "blobs" else "upload" if segs and segs[0] == "upload" else "other"
 
 
@@ -124,13 +125,13 @@ async def _receive(
     return size, h256.hexdigest() if h256 is not None else ""
 
 
-def _store_object(svc: Services, tmp: Path, sha256: str, size: int) -> None:
+def _store_object(svc: Services, tmp: Path, sha256: str) -> None:
     dest = svc.store.lfs_path(sha256)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, dest)
     st = dest.stat()
     with dest.open("rb") as f:
-        binary = b"\x00" in f.read(512)
+        binary = b"\x00" in f.read(SAMPLE_BYTES)
     digest = FileDigest(st.st_size, st.st_mtime_ns, st.st_ino, binary, None, sha256)
     svc.store.hashes.record(str(dest), digest, st.st_dev)
 
@@ -148,7 +149,7 @@ async def _put_object(
             return plain_error(
                 400, f"BadDigest: got {n} bytes with sha256 {digest}, expected {size} / {sha256}"
             )
-        _store_object(svc, tmp, sha256, size)
+        _store_object(svc, tmp, sha256)
         return web.Response(status=200, headers={"ETag": f'"{sha256}"'})
     finally:
         tmp.unlink(missing_ok=True)
@@ -209,7 +210,7 @@ async def _complete(
         digest = await anyio.to_thread.run_sync(_assemble, folder, count, tmp)
         if digest != sha256 or tmp.stat().st_size != size:
             return plain_error(400, f"BadDigest: assembled object has sha256 {digest}, expected {sha256}")
-        _store_object(svc, tmp, sha256, size)
+        _store_object(svc, tmp, sha256)
         shutil.rmtree(folder, ignore_errors=True)
         return web.Response(status=200, text=json.dumps({"oid": sha256, "size": size}))
     finally:

@@ -13,7 +13,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
-RETRYABLE_FAIL_STATUSES = (408, 429, 500, 502, 503, 504)
+from engine._config import HostLimits
+from engine._ratelimit import TokenBucket
+
 WRITE_KINDS = frozenset(
     {"repo-create", "repo-delete", "preupload", "lfs-batch", "lfs-verify", "upload", "commit", "branch"}
 )
@@ -149,20 +151,9 @@ class Stats:
             )
 
 
-class TokenBucket:
-    """`rate` bytes per second shared by many senders; reserve() only does arithmetic."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self._clock = rate, clock
-        self._burst = max(rate / 20, 64 * 1024)
-        self._tokens, self._stamp = self._burst, clock()
-
-    def reserve(self, n: int) -> float:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self.rate) - n
-        self._stamp = now
-        # A negative balance means earlier senders already hold future bytes; queue behind them.
-        return max(0.0, -self._tokens / self.rate)
+def byte_bucket(rate: float) -> TokenBucket:
+    """`rate` bytes per second shared by many senders, with a burst of 1/20 s (at least 64 KiB)."""
+    return TokenBucket(HostLimits(rate_per_s=rate, burst=int(max(rate / 20, 64 * 1024))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +237,7 @@ class FaultState:
             self._per_conn = per_conn_bytes_s
             self._latency = latency_s
             self._api_latency = api_latency_s
-            self._aggregate = TokenBucket(aggregate_bytes_s) if aggregate_bytes_s else None
+            self._aggregate = byte_bucket(aggregate_bytes_s) if aggregate_bytes_s else None
 
     @property
     def api_latency_s(self) -> float:
@@ -269,15 +260,19 @@ class FaultState:
             self._expire += times
 
     # ---- used by the server ----------------------------------------------------------------
-    def take_failure(self, target: str) -> tuple[int, str | None] | None:
-        """Consume one matching `fail` rule: (status, Retry-After value) or None."""
+    def _take(self, kind: str, target: str) -> _Rule | None:
+        """Consume one use of the first `kind` rule that matches `target`."""
         with self._lock:
             for rule in self._rules:
-                if rule.kind == "fail" and rule.applies(target):
+                if rule.kind == kind and rule.applies(target):
                     rule.times -= 1
-                    break
-            else:
-                return None
+                    return rule
+        return None
+
+    def take_failure(self, target: str) -> tuple[int, str | None] | None:
+        """Consume one matching `fail` rule: (status, Retry-After value) or None."""
+        if (rule := self._take("fail", target)) is None:
+            return None
         self._on_fire(str(rule.status))
         return rule.status, rule.retry_after
 
@@ -291,13 +286,8 @@ class FaultState:
 
     def take_truncate(self, target: str) -> int | None:
         """Consume a matching truncate rule (for request bodies of uploads)."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.kind == "truncate" and rule.applies(target):
-                    rule.times -= 1
-                    break
-            else:
-                return None
+        if (rule := self._take("truncate", target)) is None:
+            return None
         self._on_fire("truncate")
         return rule.after_bytes
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 import anyio
@@ -28,6 +29,9 @@ import anyio
 from engine._errors import UsageError
 from engine._models import REPO_TYPES, RepoRef, RepoType, validate_repo_id
 from engine.server._auth import TokenBook
+
+if TYPE_CHECKING:
+    from engine.server import ServerConfig
 from engine.server._hashing import FileDigest, HashCache
 from engine.server._rules import (
     LFS_SIZE_THRESHOLD_BYTES,
@@ -143,6 +147,17 @@ class Store:
         self._hash_limiter: anyio.CapacityLimiter | None = None
 
     # ---- layout ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> Store:
+        """The store a server with `config` uses (the test harness needs the very same rules)."""
+        return cls(
+            config.root,
+            lfs_size_threshold=config.lfs_size_threshold_bytes,
+            thread_hash_bytes=config.thread_hash_bytes,
+            snapshot_ttl_s=config.snapshot_ttl_s,
+        )
+
     def repo_dir(self, repo: RepoRef) -> Path:
         ns, name = repo.repo_id.split("/")
         return self.root / COLLECTIONS[repo.repo_type] / ns / name

@@ -267,6 +267,8 @@ class ServerProcess(_Controls):
         self.root.mkdir(parents=True, exist_ok=True)
         self._host, self._port, self._blob_port = host, port, blob_port
         self._env, self._config = dict(env or {}), config
+        # Checked here as LocalHub checks them, and what the harness's own Store must agree on.
+        self._server_config = config_with(ServerConfig(root=self.root), config)
         self._proc: _Proc | None = None
         self._local_store: Store | None = None
         self.url = self.blob_url = ""
@@ -317,7 +319,7 @@ class ServerProcess(_Controls):
 
     def _store(self) -> Store:
         if self._local_store is None:
-            self._local_store = Store(self.root)
+            self._local_store = Store.from_config(self._server_config)
         return self._local_store
 
     def _admin(self, method: str, route: str, body: Mapping[str, object] | None = None) -> object:
