@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import BATUTA, HF, MiB, Run, Server, bytecode_env, fresh, median, timed, write_meta
+from _common import BATUTA, HF, MiB, Run, Server, bytecode_env, fresh, median, timed, write_large, write_meta
 
 PER_CONN = 40_000_000
 LATENCY = 0.03
@@ -31,12 +31,7 @@ def generate(root: Path, large_mib: int, n_large: int, n_small: int) -> None:
     big.mkdir(parents=True, exist_ok=True)
     chunk = os.urandom(MiB)
     for i in range(n_large):
-        path = big / f"model-{i + 1:05d}-of-{n_large:05d}.safetensors"
-        if not path.exists() or path.stat().st_size != large_mib * MiB:
-            with open(path, "wb") as fh:
-                for j in range(large_mib):
-                    # Distinct content per MiB so no two files or blocks share a digest.
-                    fh.write(chunk[:-16] + j.to_bytes(8, "little") + i.to_bytes(8, "little"))
+        write_large(big / f"model-{i + 1:05d}-of-{n_large:05d}.safetensors", large_mib, i, chunk)
     for name in (
         "config.json",
         "generation_config.json",

@@ -24,15 +24,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import HF, MiB, Run, fresh, median, timed
+from _common import BATUTA, HF, MiB, Run, bytecode_prefix, fresh, median, timed, write_large
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.testing.hub import ServerProcess  # noqa: E402
 
 TOKEN = "hf_bench_push_writer_token_0000000000"
-# The push command is run through this launcher so the benchmark also works before the CLI
-# registers `hf push` by default.
-BATUTA_PUSH = [sys.executable, "-c", "import sys, cli.push; from cli.app import main; main(sys.argv[1:])"]
 STEPS = ("first push", "unchanged re-push", "one small change")
 
 
@@ -42,11 +39,7 @@ def generate(folder: Path, scale: float, n_large: int = 8, n_small: int = 200) -
     chunk = os.urandom(MiB)
     total = 0
     for i in range(n_large):
-        path = folder / f"model-{i + 1:05d}-of-{n_large:05d}.safetensors"
-        if not path.exists() or path.stat().st_size != large_mib * MiB:
-            with path.open("wb") as fh:
-                for j in range(large_mib):
-                    fh.write(chunk[:-16] + j.to_bytes(8, "little") + i.to_bytes(8, "little"))
+        write_large(folder / f"model-{i + 1:05d}-of-{n_large:05d}.safetensors", large_mib, i, chunk)
         total += large_mib * MiB
     small = folder / "small"
     small.mkdir(exist_ok=True)
@@ -86,14 +79,8 @@ def tool_env(tool: str, server: ServerProcess, cache: Path, pycache: Path) -> di
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_HUB_DISABLE_UPDATE_CHECK": "1",
     }
-    if tool == "batuta":
-        # batuta is an editable install: its own modules have no bytecode, and with
-        # PYTHONDONTWRITEBYTECODE=1 (as in CI shells) every run would compile engine/ and cli/
-        # from source (~90 ms), while hf runs from site-packages that ship theirs. A bytecode
-        # prefix under the workdir, warmed once by `warm_up`, gives what an installed wheel has.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
-    return env
+    # batuta's bytecode prefix is warmed once by `warm_up` (a push loads other modules than a pull).
+    return bytecode_prefix(env, pycache) if tool == "batuta" else env
 
 
 def warm_up(server: ServerProcess, work: Path) -> None:
@@ -102,14 +89,14 @@ def warm_up(server: ServerProcess, work: Path) -> None:
     tiny.mkdir(parents=True, exist_ok=True)
     (tiny / "config.json").write_text("{}")
     env = tool_env("batuta", server, fresh(work / "cache-warm-up"), work / "pycache")
-    cmd = [*BATUTA_PUSH, "--token", TOKEN, "hf", "push", "model", str(tiny), "--repo", "bench/warm-up"]
+    cmd = [*BATUTA, "--token", TOKEN, "hf", "push", "model", str(tiny), "--repo", "bench/warm-up"]
     timed([*cmd, "--dry-run"], env)
 
 
 def run_tool(tool: str, server: ServerProcess, folder: Path, repo_id: str, cache: Path) -> list[Run]:
     env = tool_env(tool, server, cache, cache.parent / "pycache")
     if tool == "batuta":
-        cmd = [*BATUTA_PUSH, "--token", TOKEN, "hf", "push", "model", str(folder), "--repo", repo_id]
+        cmd = [*BATUTA, "--token", TOKEN, "hf", "push", "model", str(folder), "--repo", repo_id]
     else:
         cmd = [*HF, "upload", repo_id, str(folder), ".", "--token", TOKEN]
     runs = [timed(cmd, env), timed(cmd, env)]
