@@ -44,6 +44,11 @@ def cfg(hub: LocalHub, **kw: Any) -> EngineConfig:
     return load_config(os.environ, endpoint=hub.url, **base)
 
 
+def pulled(config: EngineConfig, repo: str, result: PullResult, path: str = "model.safetensors") -> Path:
+    """Where `path` of `repo` sits in the HF cache after `result`."""
+    return config.hub_cache / f"models--{repo.replace('/', '--')}" / "snapshots" / result.commit / path
+
+
 async def do_pull(
     config: EngineConfig, repo: str, events: list[Event] | None = None, **opts: Any
 ) -> PullResult:
@@ -152,9 +157,7 @@ async def test_connection_closed_mid_body_resumes_the_range(hub: LocalHub) -> No
     config = cfg(hub)
     result = await do_pull(config, "acme/cut")
     assert not result.failed
-    assert (
-        config.hub_cache / "models--acme--cut/snapshots" / result.commit / "model.safetensors"
-    ).read_bytes() == blob
+    assert pulled(config, "acme/cut", result).read_bytes() == blob
     assert hub.stats().faults_fired.get("truncate") == 1
 
 
@@ -166,9 +169,7 @@ async def test_flipped_byte_is_caught_and_refetched(hub: LocalHub) -> None:
     config = cfg(hub)
     result = await do_pull(config, "acme/flip")
     assert not result.failed
-    assert (
-        config.hub_cache / "models--acme--flip/snapshots" / result.commit / "model.safetensors"
-    ).read_bytes() == blob
+    assert pulled(config, "acme/flip", result).read_bytes() == blob
 
 
 @pytest.mark.anyio
@@ -179,9 +180,7 @@ async def test_expired_signature_is_resolved_again(hub: LocalHub) -> None:
     config = cfg(hub)
     result = await do_pull(config, "acme/exp")
     assert not result.failed
-    assert (
-        config.hub_cache / "models--acme--exp/snapshots" / result.commit / "model.safetensors"
-    ).read_bytes() == blob
+    assert pulled(config, "acme/exp", result).read_bytes() == blob
 
 
 @pytest.mark.anyio
@@ -194,9 +193,7 @@ async def test_stalled_connection_is_dropped_and_retried(hub: LocalHub) -> None:
     result = await do_pull(config, "acme/stall", events)
     assert not result.failed
     assert any(isinstance(e, RetryScheduled) for e in events)
-    assert (
-        config.hub_cache / "models--acme--stall/snapshots" / result.commit / "model.safetensors"
-    ).read_bytes() == blob
+    assert pulled(config, "acme/stall", result).read_bytes() == blob
 
 
 @pytest.mark.anyio
