@@ -1,4 +1,4 @@
-"""Pull benchmark: batuta vs `hf download` vs `aria2c -x16 -s16`, interleaved, medians of N rounds.
+"""Pull benchmark: batuta vs `hf download` vs `aria2c -x16 -s16` (plain, and verifying sha256), interleaved.
 
 Cases (issue 3): 4 x 512 MiB safetensors + small JSON files with the blob route capped at
 40 MB/s per connection and 30 ms latency; the same with a 125 MB/s aggregate cap; 2 000 files
@@ -24,6 +24,9 @@ from _common import BATUTA, HF, MiB, Run, Server, bytecode_env, fresh, median, t
 PER_CONN = 40_000_000
 LATENCY = 0.03
 AGGREGATE = 125_000_000
+ARIA = "aria2c -x16 -s16"
+# The same aria2c told each file's sha256: the only like-for-like peer, as batuta verifies every byte.
+ARIA_VERIFIED = "aria2c + sha256"
 
 
 def generate(root: Path, large_mib: int, n_large: int, n_small: int) -> None:
@@ -53,8 +56,8 @@ def generate(root: Path, large_mib: int, n_large: int, n_small: int) -> None:
     write_meta(root, "bench/small", {})
 
 
-def resolved_urls(server: Server, repo: str) -> list[tuple[str, str]]:
-    """(url, path) for every file: the CDN URL for LFS files, the resolve URL for the others."""
+def resolved_urls(server: Server, repo: str) -> list[tuple[str, str, str | None]]:
+    """(url, path, LFS sha256) for every file: the CDN URL for LFS files, the resolve URL for the others."""
     with urllib.request.urlopen(f"{server.url}/api/models/{repo}/tree/main?recursive=true", timeout=60) as r:
         tree = json.load(r)
 
@@ -74,11 +77,14 @@ def resolved_urls(server: Server, repo: str) -> list[tuple[str, str]]:
                 location = resp.headers.get("Location")
         except urllib.error.HTTPError as exc:
             location = exc.headers.get("Location")
-        out.append((urllib.parse.urljoin(url, location) if location else url, entry["path"]))
+        oid = entry["lfs"]["oid"] if entry.get("lfs") else None
+        out.append((urllib.parse.urljoin(url, location) if location else url, entry["path"], oid))
     return out
 
 
-def contenders(server: Server, repo: str, work: Path, aria: bool) -> dict[str, Callable[[], Run]]:
+def contenders(
+    server: Server, repo: str, work: Path, aria: bool, verified_aria: bool
+) -> dict[str, Callable[[], Run]]:
     base = {
         **os.environ,
         "HF_ENDPOINT": server.url,
@@ -100,28 +106,38 @@ def contenders(server: Server, repo: str, work: Path, aria: bool) -> dict[str, C
     if aria:
         listing = work / "aria2-input.txt"
 
-        def aria2() -> Run:
-            dest = fresh(work / "aria2-out")
-            lines = [f"{u}\n  out={p}\n" for u, p in resolved_urls(server, repo)]
-            listing.write_text("".join(lines))
-            cmd = [
-                "aria2c",
-                "-x16",
-                "-s16",
-                "-j16",
-                "-i",
-                str(listing),
-                "-d",
-                str(dest),
-                "--file-allocation=none",
-                "--console-log-level=error",
-                "--summary-interval=0",
-                "--allow-overwrite=true",
-                "--auto-file-renaming=false",
-            ]
-            return timed(cmd, base)
+        def aria2(verify: bool) -> Callable[[], Run]:
+            def run() -> Run:
+                dest = fresh(work / "aria2-out")
+                lines = []
+                for url, path, oid in resolved_urls(server, repo):
+                    lines.append(f"{url}\n  out={path}\n")
+                    if verify and oid:
+                        # aria2c checks a whole-file digest after the last byte, in a second pass.
+                        lines.append(f"  checksum=sha-256={oid}\n")
+                listing.write_text("".join(lines))
+                cmd = [
+                    "aria2c",
+                    "-x16",
+                    "-s16",
+                    "-j16",
+                    "-i",
+                    str(listing),
+                    "-d",
+                    str(dest),
+                    "--file-allocation=none",
+                    "--console-log-level=error",
+                    "--summary-interval=0",
+                    "--allow-overwrite=true",
+                    "--auto-file-renaming=false",
+                ]
+                return timed(cmd, base)
 
-        out["aria2c -x16 -s16"] = aria2
+            return run
+
+        out[ARIA] = aria2(verify=False)
+        if verified_aria:
+            out[ARIA_VERIFIED] = aria2(verify=True)
     return out
 
 
@@ -135,8 +151,9 @@ def bench_case(
     aria: bool,
     only: tuple[str, ...] | None = None,
     connections: dict[str, int] | None = None,
+    verified_aria: bool = False,
 ) -> dict[str, dict[str, float]]:
-    runs = contenders(server, repo, work, aria)
+    runs = contenders(server, repo, work, aria, verified_aria)
     if only:
         runs = {k: v for k, v in runs.items() if k in only}
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -201,7 +218,12 @@ def main() -> None:
         )
         wanted = {args.only} if args.only else {"large", "aggregate", "small"}
         base = {"per_conn_bytes_s": PER_CONN, "latency_s": LATENCY, "api_latency_s": LATENCY}
-        conns = {"batuta": 32, "hf download": args.files, "aria2c -x16 -s16": 16 * args.files}
+        conns = {
+            "batuta": 32,
+            "hf download": args.files,
+            ARIA: 16 * args.files,
+            ARIA_VERIFIED: 16 * args.files,
+        }
         if "large" in wanted:
             server.faults(throttle=base)
             dests = [("/dev/shm", args.data / "work")]
@@ -217,6 +239,7 @@ def main() -> None:
                     large_bytes,
                     aria,
                     connections=conns,
+                    verified_aria=True,
                 )
             shutil.rmtree(args.disk, ignore_errors=True)
         if "aggregate" in wanted:
