@@ -10,7 +10,7 @@ import typer
 hf = typer.Typer(
     help="Hugging Face Hub commands: tree, search, info, pull, push, serve.",
     no_args_is_help=True,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write one JSON document on stdout.")]

@@ -192,3 +192,11 @@ def test_offline_mode_with_nothing_cached(
         r = run_cli(*ep(hub), *args)
         assert r.exit_code == ExitCode.OFFLINE and "offline" in r.stderr
     assert hub.stats().total == 0
+
+
+@pytest.mark.parametrize("command", ["search", "info", "pull", "push"])
+def test_help_describes_every_argument(run_cli: Run, command: str) -> None:
+    r = run_cli("hf", command, "--help")
+    assert r.exit_code == 0
+    assert "Asset type:" in r.stdout  # the ASSET argument's own help
+    assert "\\[" not in r.stdout  # no markup escapes leaking into plain text
