@@ -99,9 +99,12 @@ def push_document(result: PushResult) -> dict[str, Any]:
         "up_to_date": result.up_to_date,
         "created_repo": result.created_repo,
         "card_generated": result.card_generated,
+        "card_kept": result.card_kept,
         "head": result.head,
         "commits": [{"oid": c.oid, "url": c.url} for c in result.commits],
         "pr_url": result.pr_url,
+        "pr_revision": result.pr_revision,
+        "pr_number": result.pr_number,
         "counts": _totals(result),
         "bytes_uploaded": result.bytes_uploaded,
         "bytes_inline": result.bytes_inline,
@@ -120,6 +123,9 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
         line(text)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
+    if result.pr_revision:
+        # The commits went to the pull request's ref, not to the branch it targets.
+        where = f"{result.repo.repo_id}@{result.pr_revision}"
     if result.dry_run:
         _dry_run_table(result)
         moving = sum(f.size for f in result.files if f.action in ("add", "update"))
@@ -147,7 +153,7 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
     for c in result.commits:
         line(f"commit {c.oid[:12]}  {c.url}")
     if result.pr_url:
-        line(f"pull request: {result.pr_url}")
+        line(f"pull request #{result.pr_number} into {result.revision}: {result.pr_url}")
 
 
 def _dry_run_table(result: PushResult) -> None:

@@ -52,13 +52,15 @@ def search(
 ) -> None:
     """Search models, datasets or spaces."""
     from cli import render
-    from cli.runner import guard, load, run_engine
+    from cli.runner import guard, load, run_engine, verbose
     from engine import parse_repo_type
 
     repo_type = guard(lambda: parse_repo_type(asset))
     config = load(ctx)
     hits = run_engine(
-        config, lambda e: e.search(repo_type, query, limit=limit, author=author, task=task, sort=sort)
+        config,
+        lambda e: e.search(repo_type, query, limit=limit, author=author, task=task, sort=sort),
+        render.wait_notes(verbose=verbose(ctx)),
     )
     render.search_results(repo_type, hits, as_json=as_json)
 
@@ -73,12 +75,12 @@ def info(
 ) -> None:
     """Show a repo's metadata and files, with sizes, LFS and safety marks."""
     from cli import render
-    from cli.runner import guard, load, run_engine
+    from cli.runner import guard, load, run_engine, verbose
     from engine import RepoRef
 
-    ref = guard(lambda: RepoRef.parse(asset, repo_id))
+    ref = guard(lambda: RepoRef.parse(asset, repo_id, legacy=True))
     config = load(ctx)
-    result = run_engine(config, lambda e: e.info(ref, revision))
+    result = run_engine(config, lambda e: e.info(ref, revision), render.wait_notes(verbose=verbose(ctx)))
     render.repo_info(result, as_json=as_json)
 
 
@@ -86,8 +88,11 @@ def info(
 def serve(
     root: Annotated[Path, typer.Option("--root", help="Folder holding the repos to serve.")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="API port (0 = any free port).")] = 0,
-    blob_port: Annotated[int, typer.Option("--blob-port", help="Port of the CDN-like blob listener.")] = 0,
+    # Ranges checked by click: a usage error (exit 2) instead of an OverflowError from bind().
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="API port (0 = any free port).")] = 0,
+    blob_port: Annotated[
+        int, typer.Option("--blob-port", min=0, max=65535, help="Port of the CDN-like blob listener.")
+    ] = 0,
 ) -> None:
     """Serve a folder of repos with the Hub's HTTP protocol (for air-gapped mirrors and tests)."""
     from cli import render
@@ -103,7 +108,7 @@ def serve(
     try:
         serve_forever(root, host=host, port=port, blob_port=blob_port, on_ready=render.server_ready)
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", ExitCode.FAILURE)
+        fail(exc.strerror or str(exc), ExitCode.FAILURE)  # the server names the address it could not take
 
 
 def parse_rate(text: str) -> float:
@@ -120,6 +125,22 @@ def parse_rate(text: str) -> float:
     if value <= 0:
         raise UsageError(f"--max-rate must be positive, got '{text}'")
     return value
+
+
+def check_output(output: Path) -> None:
+    """Refuse an --output that is, or lies under, something other than a folder, before any request.
+
+    Found later, mkdir fails with a bare `File exists` (exit 1) after the repo was already listed.
+    """
+    from cli.errors import ExitCode
+    from cli.runner import fail
+
+    for path in (output, *output.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "" if path == output else f" ('{path}' is a file)"
+                fail(f"--output '{output}' is not a folder{where}", ExitCode.USAGE)
+            return
 
 
 @hf.command()
@@ -157,11 +178,13 @@ def pull(
     """Download a model, dataset or space: parallel, verified, resumable."""
     from cli import render
     from cli.errors import ExitCode
-    from cli.runner import fail, guard, load, run_engine
+    from cli.runner import fail, guard, load, run_engine, verbose
     from engine import RepoRef
     from engine._pull import PullOptions
 
-    ref = guard(lambda: RepoRef.parse(asset, repo_id))
+    ref = guard(lambda: RepoRef.parse(asset, repo_id, legacy=True))
+    if output is not None:
+        check_output(output)
     overrides: dict[str, object] = {}
     if max_connections is not None:
         if max_connections <= 0:
@@ -179,7 +202,6 @@ def pull(
         allow_unsafe=allow_unsafe,
         dry_run=dry_run,
     )
-    verbose = bool(getattr(ctx.find_root().obj, "verbose", False))
-    with render.transfer_progress(quiet=quiet or as_json or dry_run, verbose=verbose) as on_event:
+    with render.transfer_progress(quiet=quiet or as_json or dry_run, verbose=verbose(ctx)) as on_event:
         result = run_engine(config, lambda e: e.pull(ref, options), on_event)
     render.pull_summary(result, as_json=as_json)

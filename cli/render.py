@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from cli._format import human_bytes
 from engine._events import (
     BytesMoved,
@@ -52,9 +54,28 @@ def note(text: str, progress: Any | None = None) -> None:
         line(text, err=True)
 
 
+# Set in the click context's meta, which lives exactly as long as one invocation (tests run
+# many in one process), so a failure after a document (partial pull, secrets) adds no second one.
+_JSON_WRITTEN = "batuta.json_written"
+
+
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+    if (ctx := click.get_current_context(silent=True)) is not None:
+        ctx.meta[_JSON_WRITTEN] = True
+
+
+def error_document(message: str, exit_code: int) -> None:
+    """Under --json, `{"error": {"message", "exit_code"}}` on stdout unless a document was written.
+
+    Every command names its --json flag `as_json` (hf.JsonOpt), so the running command's own
+    parameters say whether a script is waiting for a document, push included.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.params.get("as_json") is not True or ctx.meta.get(_JSON_WRITTEN):
+        return
+    emit_json({"error": {"message": message, "exit_code": exit_code}})
 
 
 def ecosystem(*, integration: bool, as_json: bool) -> None:
@@ -220,10 +241,11 @@ class _TransferView:
             case FileFinished(path=path):
                 self.files_done += 1
                 self._finish(path)
-            case FileFailed(path=path, reason=reason):
+            case FileFailed(path=path):
+                # Not said here: a failure shared by every file ends the run as the error line,
+                # and pull_summary lists the files of a partial pull; either way once.
                 self.files_done += 1
                 self._finish(path)
-                self.say(f"failed: {path}: {reason}")
             case HostPaused(host=host, delay_s=delay, reason=reason):
                 self.say(f"waiting {delay:.0f} s for {host}: {reason}")
             case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self.verbose:
@@ -244,6 +266,14 @@ class _TransferView:
             self.progress.update(
                 self.total, description=f"total ({self.files_done}/{self.files_total} files)"
             )
+
+
+def wait_notes(*, verbose: bool) -> Callable[[Any], None]:
+    """The event sink of commands without progress (info, search): waits, and retries with -v.
+
+    The same view as a quiet pull, so every command explains a wait in the same words, on stderr.
+    """
+    return _TransferView(False, verbose)
 
 
 @contextmanager
@@ -320,6 +350,10 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
             if all(f.kind == "IntegrityError" for f in result.failed)
             else ExitCode.INCOMPLETE
         )
+        if len(result.failed) > 1 and not as_json:
+            # The error line names one reason; files that failed differently are listed first.
+            for failure in result.failed:
+                line(f"failed: {failure.path}: {failure.reason}", err=True)
         names = ", ".join(f.path for f in result.failed[:5]) + (" ..." if len(result.failed) > 5 else "")
         fail(
             f"{len(result.failed)} of {len(result.files)} files failed: {names}: {result.failed[0].reason}",

@@ -21,8 +21,17 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
+    """The one-line error on stderr, and under --json an error document on stdout; then exit."""
+    from cli.render import error_document
+
+    error_document(message, int(code))
     click.echo(f"error: {message}", err=True)
     sys.exit(int(code))
+
+
+def verbose(ctx: click.Context | typer.Context) -> bool:
+    """The global -v: say every retry, not only the waits."""
+    return bool(getattr(ctx.find_root().obj, "verbose", False))
 
 
 def load(ctx: click.Context | typer.Context | None = None, **overrides: object) -> EngineConfig:

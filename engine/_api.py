@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -157,6 +158,17 @@ def _next_link(link: str | None) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _hub_shaped(what: str) -> Iterator[None]:
+    """Turn a JSON answer of the wrong shape (a string where a list belongs, ...) into ProtocolError."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ProtocolError(
+            f"{what}: the endpoint does not answer like a Hub ({type(exc).__name__})"
+        ) from None
+
+
 class HubApi:
     """Typed read calls on top of HubClient."""
 
@@ -198,14 +210,15 @@ class HubApi:
             params += [("sort", sort), ("direction", "-1")]
         out: list[RepoSummary] = []
         async for page in self._pages(self.client.url(f"/api/{repo_type}s"), params, Ctx()):
-            out.extend(RepoSummary.parse(item) for item in page)
+            with _hub_shaped(f"search of {repo_type}s"):
+                out.extend(RepoSummary.parse(item) for item in page)
             if len(out) >= limit or not page:
                 break
         return out[:limit]
 
     async def repo_info(self, ref: RepoRef, revision: str | None = None, *, blobs: bool = True) -> RepoInfo:
         path = f"/api/{ref.api_collection}/{ref.repo_id}"
-        if revision:
+        if revision is not None:
             path += f"/revision/{quote_rev(validate_revision(revision))}"
         params = {"blobs": "true"} if blobs else {}
         if ref.repo_type == "model":
@@ -214,14 +227,16 @@ class HubApi:
         data = await self.client.get_json(
             path, ctx=Ctx(ref.repo_id, revision or "main"), params=params or None
         )
-        return RepoInfo.parse(data)
+        with _hub_shaped(f"info of {ref.repo_id}"):
+            return RepoInfo.parse(data)
 
     async def list_tree(self, ref: RepoRef, revision: str) -> list[RemoteFile]:
         url = self.client.url(f"/api/{ref.api_collection}/{ref.repo_id}/tree/{quote_rev(revision)}")
         params = {"recursive": "true", "expand": "false"}
         files: list[RemoteFile] = []
         async for page in self._pages(url, params, Ctx(ref.repo_id, revision)):
-            files.extend(f for f in (parse_tree_entry(item) for item in page) if f is not None)
+            with _hub_shaped(f"file list of {ref.repo_id}"):
+                files.extend(f for f in (parse_tree_entry(item) for item in page) if f is not None)
         return files
 
     def resolve_url(self, ref: RepoRef, revision: str, path: str) -> str:

@@ -223,6 +223,13 @@ class LocalDir:
             return False
         return bool(commit) and stored == etag and mtime <= float(stamp) + 1
 
+    def commit_of(self, rel: str) -> str:
+        """The commit `rel` was pulled at, from its metadata ("" when unknown)."""
+        try:
+            return self.metadata(rel).read_text().split("\n", 1)[0].strip()
+        except OSError:
+            return ""
+
     def write_metadata(self, rel: str, commit: str, etag: str) -> None:
         """Record that `rel` is at `etag` (after `ensure_layout`, which the pull calls once)."""
         atomic_write(self.metadata(rel), f"{commit}\n{etag}\n{time.time()}\n".encode())

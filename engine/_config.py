@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from engine._errors import UsageError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_TRUE = {"1", "on", "yes", "true"}
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub constants.ENV_VARS_TRUE_VALUES
 MiB = 1024 * 1024
 
 
@@ -85,17 +85,58 @@ def origin_of(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+_MALFORMED_URL = (
+    "not a valid URL (check the brackets around an IPv6 address, and percent-encode special"
+    " characters in a user name or password)"
+)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be requested, or None when it can: http(s), a host, a port in 1-65535."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unbalanced brackets around an IPv6 address
+        return _MALFORMED_URL
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL"
+    if not parts.hostname.isascii():
+        # The Host header is latin-1 and DNS wants the ASCII form; no IDNA encoding is done here.
+        return "the host name must be ASCII (write an international name in its xn-- form)"
+    try:
+        # Port 0 would silently become the scheme's default (`port or 443`): refuse it too.
+        bad_port = parts.port == 0
+    except ValueError:
+        bad_port = True
+    return "the port must be a number from 1 to 65535" if bad_port else None
+
+
 def normalize_endpoint(value: str) -> str:
-    """Strip trailing slashes and check that `value` is an http(s) URL with a host."""
+    """Strip trailing slashes and check that `value` is an http(s) URL that can be requested.
+
+    Raises UsageError with a one-line message that never repeats credentials from the URL.
+    """
     value = value.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid endpoint '{value}' (expected an http:// or https:// URL)")
-    return value
+    problem = url_problem(value)
+    if problem != _MALFORMED_URL and "@" in "".join(urlsplit(value)[2:]):
+        # An "@" past the host: a user name or password with an unencoded "/", "?" or "#", which
+        # ended the host part early and left the password in the host, port or path shown below.
+        problem = _MALFORMED_URL
+    if problem is None:
+        return value
+    if problem == _MALFORMED_URL:
+        raise UsageError(f"invalid endpoint: {problem}")  # no part of it can be shown safely
+    # Imported here: engine._proxy loads asyncio, which loading a config does not need.
+    from engine._proxy import public_url
+
+    shown = public_url(value)
+    raise UsageError(
+        f"invalid endpoint '{shown}': {problem}" if "://" in shown else f"invalid endpoint: {problem}"
+    )
 
 
 def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in _TRUE
+    # huggingface_hub's `_is_true`, to the letter: upper-cased, not stripped.
+    return value is not None and value.upper() in _TRUE
 
 
 def _read_token_file(path: Path) -> str | None:
@@ -141,7 +182,9 @@ def load_config(
         "token": token or None,
         "hf_home": hf_home,
         "hub_cache": hub_cache,
-        "offline": _truthy(env.get("HF_HUB_OFFLINE")) or _truthy(env.get("TRANSFORMERS_OFFLINE")),
+        # As huggingface_hub decides it: HF_HUB_OFFLINE, when set and not empty, alone decides
+        # ("0" is online whatever TRANSFORMERS_OFFLINE says); TRANSFORMERS_OFFLINE only stands in.
+        "offline": _truthy(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE")),
     }
     tuning = _tuning(env)
     kwargs.update(tuning)

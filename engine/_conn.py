@@ -12,12 +12,21 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from engine._errors import mask
+
 BUFFER_BYTES = 512 << 10  # per connection; bounds memory at 32 connections to 16 MiB
 MAX_HEAD_BYTES = 64 << 10
 
 
 class HttpError(Exception):
-    """Base of the errors this module raises (besides TimeoutError)."""
+    """Base of the errors this module raises (besides TimeoutError).
+
+    They quote bytes the server sent, so they mask the open clients' secrets as BatutaError
+    does: they end up as the `__cause__` of one, in every traceback that shows it.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask(a) if isinstance(a, str) else a for a in args))
 
 
 class ConnectFailed(HttpError):

@@ -13,7 +13,8 @@ import contextlib
 import hashlib
 import mmap
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -309,11 +310,13 @@ def _write_file(path: Path, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
-def _rate_bucket(max_rate: float | None) -> TokenBucket | None:
+def _rate_bucket(max_rate: float | None, clock: Callable[[], float] = time.monotonic) -> TokenBucket | None:
     if not max_rate:
         return None
-    # A quarter-second burst keeps the cap smooth without starving a connection of whole chunks.
-    return TokenBucket(HostLimits(rate_per_s=max_rate, burst=max(1 << 20, int(max_rate / 4))))
+    # The cap holds over any second, the first included: the bucket lends at most 1/20 s of
+    # bytes up front. Blocks larger than that are still let through, as debt that the next
+    # reader waits out, so no connection starves.
+    return TokenBucket(HostLimits(rate_per_s=max_rate, burst=max(64 << 10, int(max_rate / 20))), clock)
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from engine._api import HubApi, RepoInfo, RepoSummary, with_scan_verdicts
+from engine._api import HubApi, RepoInfo, RepoSummary, validate_revision, with_scan_verdicts
 from engine._config import EngineConfig
 from engine._errors import UsageError
 from engine._events import EventSink, discard
@@ -87,6 +87,8 @@ class Engine:
         """Repo metadata plus a per-file size, LFS and safety report."""
         from engine._select import available_quantizations, safety_of
 
+        if revision is not None:
+            validate_revision(revision)
         info = (
             self._cached_info(ref, revision)
             if self.config.offline

@@ -21,16 +21,78 @@ BatutaError                    root; never raised directly
 └── TransferIncompleteError    some selected files failed            (.failed)
 ```
 
+Every error masks the secrets of the clients open at the time it is built (`masking()`): the
+token, and a password in the endpoint URL. Messages take text from servers (`X-Error-Message`,
+JSON `error` fields, garbage quoted by the HTTP parser) that may repeat the Authorization
+header; masking here covers every such message, wherever in the engine it is built.
+
 This module imports nothing third-party, so the CLI can map errors without loading the engine's HTTP stack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+# secret -> how many open clients hold it. Process-wide, not per task: an error may be built in
+# a worker thread or in a task started outside the client's context, and must still be masked.
+_held: dict[str, int] = {}
+_held_lock = threading.Lock()
+# A piece of a secret this long or longer is masked too: messages cut server text to a length
+# limit, which can leave the start of a token behind.
+_MIN_PIECE = 8
+
+
+@contextmanager
+def masking(*secrets: str | None) -> Iterator[None]:
+    """Mask `secrets` (None and "" are skipped) in every BatutaError built inside the block."""
+    held = [s for s in secrets if s]
+    with _held_lock:
+        for secret in held:
+            _held[secret] = _held.get(secret, 0) + 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            for secret in held:
+                if _held[secret] > 1:
+                    _held[secret] -= 1
+                else:
+                    del _held[secret]
+
+
+def mask(text: str) -> str:
+    """`text` with each held secret, or a cut-off start of one, replaced by `hf_***` / `***`."""
+    with _held_lock:
+        # Longest first: a secret that contains another is masked whole.
+        secrets = sorted(_held, key=len, reverse=True)
+    for secret in secrets:
+        text = _mask_one(text, secret)
+    return text
+
+
+def _mask_one(text: str, secret: str) -> str:
+    head = secret[:_MIN_PIECE]
+    if head not in text:
+        return text
+    shown = "hf_***" if secret.startswith("hf_") else "***"
+    out, i = [], 0
+    while (start := text.find(head, i)) >= 0:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        out += [text[i:start], shown]
+        i = end
+    out.append(text[i:])
+    return "".join(out)
 
 
 class BatutaError(Exception):
     """Root of every error the engine raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(mask(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(BatutaError):
@@ -42,7 +104,7 @@ class SecretsFoundError(UsageError):
 
     def __init__(self, message: str, *, findings: Sequence[str]) -> None:
         super().__init__(message)
-        self.findings = list(findings)
+        self.findings = [mask(f) for f in findings]
 
 
 class OfflineError(BatutaError):
@@ -54,7 +116,7 @@ class HubError(BatutaError):
 
     def __init__(self, message: str, *, status: int = 0, url: str = "", request_id: str = "") -> None:
         super().__init__(message)
-        self.status, self.url, self.request_id = status, url, request_id
+        self.status, self.url, self.request_id = status, mask(url), mask(request_id)
 
 
 class NotFoundError(HubError):
@@ -64,7 +126,7 @@ class NotFoundError(HubError):
         self, message: str, *, status: int = 404, url: str = "", request_id: str = "", code: str = ""
     ) -> None:
         super().__init__(message, status=status, url=url, request_id=request_id)
-        self.code = code
+        self.code = mask(code)
 
 
 class AuthRequiredError(HubError):
@@ -104,7 +166,7 @@ class TransportError(BatutaError):
 
     def __init__(self, message: str, *, url: str = "", attempts: int = 0) -> None:
         super().__init__(message)
-        self.url, self.attempts = url, attempts
+        self.url, self.attempts = mask(url), attempts
 
 
 class ConnectError(TransportError):
@@ -120,7 +182,7 @@ class IntegrityError(BatutaError):
 
     def __init__(self, message: str, *, path: str = "", expected: str = "", actual: str = "") -> None:
         super().__init__(message)
-        self.path, self.expected, self.actual = path, expected, actual
+        self.path, self.expected, self.actual = mask(path), mask(expected), mask(actual)
 
 
 class TransferIncompleteError(BatutaError):
@@ -128,4 +190,4 @@ class TransferIncompleteError(BatutaError):
 
     def __init__(self, message: str, *, failed: Sequence[str] = ()) -> None:
         super().__init__(message)
-        self.failed = list(failed)
+        self.failed = [mask(f) for f in failed]

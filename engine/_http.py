@@ -34,7 +34,7 @@ from engine._conn import (
     ConnectionBroken,
     HttpError,
 )
-from engine._proxy import Proxy, authority, proxy_for
+from engine._proxy import Proxy, authority, proxy_for, public_url
 
 # A host with a broken IPv6 route must not eat the whole connect timeout before IPv4 is tried
 # (RFC 8305; aiohttp and curl do the same).
@@ -82,7 +82,7 @@ def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]
     """(scheme, host, port, path?query) of `url`, with `params` appended and unsafe bytes quoted."""
     p = urlsplit(url)
     if p.scheme not in ("http", "https") or not p.hostname:
-        raise BadResponse(f"unsupported URL: {url.split('?')[0]}")
+        raise BadResponse(f"unsupported URL: {public_url(url)}")
     target = quote(p.path or "/", safe=_SAFE_URL_CHARS)
     query = quote(p.query, safe=_SAFE_URL_CHARS + "=")
     if params:

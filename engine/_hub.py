@@ -15,15 +15,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import anyio
 
 from engine import _errors as E
 from engine import _http
 from engine._backoff import backoff_delay, is_retryable_status, parse_ratelimit, parse_retry_after
-from engine._config import EngineConfig, HostLimits, origin_of
+from engine._config import EngineConfig, HostLimits, origin_of, url_problem
 from engine._events import EventSink, HostPaused, RetryScheduled, discard
+from engine._proxy import public_url
 from engine._ratelimit import TokenBucket, acquire
 
 USER_AGENT = "batuta/0.1.0; python"
@@ -141,14 +142,13 @@ def _trace_id() -> str:
 
 
 def strip_query(url: str) -> str:
-    """The URL without query string or fragment: signed URLs carry credentials in the query."""
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+    """The URL as errors and events show it: no user:password@, no query (signed URLs carry
+    credentials there), no fragment."""
+    return public_url(url)
 
 
 def _origin_str(url: str) -> str:
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.netloc}"
+    return public_url(url, path=False)
 
 
 class HubClient:
@@ -160,8 +160,12 @@ class HubClient:
         self._pool: _http.Pool | None = None
         self._buckets: dict[tuple[str, str, int, str], TokenBucket] = {}
         self.retries = 0
+        self._secrets = contextlib.ExitStack()
 
     async def __aenter__(self) -> HubClient:
+        # From here on every BatutaError masks the token and the endpoint's password, whatever
+        # server text it quotes and wherever in the engine it is built (engine/_errors.py).
+        self._secrets.enter_context(E.masking(self.config.token, *_url_secrets(self.config.endpoint)))
         # No cookies are kept at all, so nothing a CDN sets can follow a request to another host.
         self._pool = _http.Pool(
             limit=self.config.max_connections,
@@ -178,6 +182,7 @@ class HubClient:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        self._secrets.close()
 
     # -- URLs -------------------------------------------------------------------------------
 
@@ -219,7 +224,8 @@ class HubClient:
         pause = self._bucket(url).observe(state)
         if pause > 0:
             self._on_event(
-                HostPaused(urlsplit(url).netloc, pause, f"rate-limit window '{state.name}' exhausted")
+                # The window's name is server text: masked like any server text in an error.
+                HostPaused(_host(url), pause, E.mask(f"rate-limit window '{state.name}' exhausted"))
             )
 
     async def wait_retry(self, url: str, attempt: int, reason: str, retry_after: float | None) -> None:
@@ -229,7 +235,7 @@ class HubClient:
             delay = retry_after
             # Retry-After speaks for the host, not the request: every task waits behind it.
             self._bucket(url).pause(delay)
-            self._on_event(HostPaused(urlsplit(url).netloc, delay, f"server asked to wait (HTTP {reason})"))
+            self._on_event(HostPaused(_host(url), delay, f"server asked to wait (HTTP {reason})"))
         else:
             delay = backoff_delay(attempt, self.config.retry)
         self._on_event(RetryScheduled(strip_query(url), attempt, delay, reason))
@@ -316,7 +322,7 @@ class HubClient:
                             raise E.ProtocolError(
                                 f"too many redirects from {strip_query(url)}", url=strip_query(url)
                             )
-                        url, params = urljoin(url, hdrs["location"]), None
+                        url, params = _redirect_target(url, hdrs["location"]), None
                         if status == 303:
                             method, body = "GET", None
                         continue
@@ -351,7 +357,7 @@ class HubClient:
         return bool(self.config.token) and self.is_hub(url)
 
     def _transport_error(self, url: str, exc: BaseException, attempts: int) -> E.TransportError:
-        target = self.config.endpoint if self.is_hub(url) else _origin_str(url)
+        target = public_url(self.config.endpoint) if self.is_hub(url) else _origin_str(url)
         if isinstance(exc, TimeoutError):
             return E.TransferTimeoutError(
                 f"{target} did not answer in time after {attempts} attempts",
@@ -417,8 +423,35 @@ async def _drain(resp: _http.Response) -> None:
             await resp.read()
 
 
+def _host(url: str) -> str:
+    """host[:port] of `url` for events, without the user:password@ that netloc would carry."""
+    return _origin_str(url).partition("://")[2]
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The credential in `url`'s user:password@ part (the password, or a lone user name: a
+    token), as written and percent-decoded: messages may quote either form."""
+    p = urlsplit(url)
+    secret = p.password or p.username
+    return (secret, unquote(secret)) if secret else ()
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect leads; ProtocolError when nothing can be requested there."""
+    try:
+        target = urljoin(url, location)
+    except ValueError:  # unbalanced brackets around an IPv6 address
+        target = ""
+    if (problem := url_problem(target)) is not None:
+        raise E.ProtocolError(
+            f"{strip_query(url)} redirected to an unusable URL ({problem})", url=strip_query(url)
+        )
+    return target
+
+
 def _short_reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # Masked before it is cut: a cut could leave a piece of the token too short to recognise.
+    text = E.mask(str(exc).strip()) or type(exc).__name__
     return text.splitlines()[0][:120]
 
 
@@ -431,7 +464,9 @@ def _server_message(resp: HubResponse) -> str:
             data = None
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             msg = data["error"]
-    return msg.strip().splitlines()[0][:200] if msg.strip() else ""
+    # Masked before it is cut: a cut could leave a piece of the token too short to recognise.
+    msg = E.mask(msg).strip()
+    return msg.splitlines()[0][:200] if msg else ""
 
 
 def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool) -> E.HubError:

@@ -22,10 +22,15 @@ def parse_repo_type(value: str) -> RepoType:
     raise UsageError(f"unknown asset type '{value}' (expected model, dataset or space)")
 
 
-def validate_repo_id(repo_id: str) -> str:
-    """Check `namespace/name` as the Hub does; return it unchanged or raise UsageError."""
+def validate_repo_id(repo_id: str, *, legacy: bool = False) -> str:
+    """Check `namespace/name` as the Hub does; return it unchanged or raise UsageError.
+
+    With `legacy`, a bare `name` (`gpt2`, `squad`) is accepted too: the Hub still answers such
+    old ids with a redirect to their `namespace/name`, and reading them works as it always did.
+    """
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME.match(p) for p in parts):
+    ok = len(parts) == 2 or (legacy and len(parts) == 1)
+    if not ok or not all(_NAME.match(p) for p in parts):
         raise UsageError(f"invalid repo id '{repo_id}' (expected namespace/name)")
     for p in parts:
         if ".." in p or "--" in p or p.endswith((".git", ".")):
@@ -40,8 +45,9 @@ class RepoRef(NamedTuple):
     repo_id: str
 
     @classmethod
-    def parse(cls, repo_type: str, repo_id: str) -> RepoRef:
-        return cls(parse_repo_type(repo_type), validate_repo_id(repo_id))
+    def parse(cls, repo_type: str, repo_id: str, *, legacy: bool = False) -> RepoRef:
+        """`legacy` admits bare names, for commands that only read (see validate_repo_id)."""
+        return cls(parse_repo_type(repo_type), validate_repo_id(repo_id, legacy=legacy))
 
     @property
     def api_collection(self) -> str:

@@ -1,7 +1,8 @@
 """Which HTTP proxy the environment names for a URL, read as curl and requests read it.
 
 `https_proxy` / `http_proxy` / `all_proxy` (lower case wins over upper case) and `no_proxy`.
-Messages never repeat a proxy setting: it may hold a password.
+Messages never repeat a proxy setting: it may hold a password. They show a URL only as
+`public_url()` rebuilds it from its parts, which is how every engine message shows one.
 """
 
 from __future__ import annotations
@@ -57,6 +58,33 @@ def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Prox
         pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
         auth = "Basic " + base64.b64encode(pair).decode()
     return Proxy(proxy_host, proxy_port, auth, f"http://{authority(proxy_host, proxy_port, -1)}")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def public_url(url: str, *, path: bool = True) -> str:
+    """`url` as messages show it: scheme://host[:port][/path], rebuilt from its parts.
+
+    Rebuilt, not cut out of the text: `user:password@` cannot slip through, and neither can the
+    query and fragment (signed URLs carry credentials there). An unusable port is shown as it
+    was written; it comes after the credentials, so it cannot hold them.
+    """
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return "(malformed URL)"  # nothing can be told apart safely: show none of it
+    host = p.hostname
+    if not host:
+        return "(URL without a host)"  # `user:password@host` without `//` parses as a path
+    scheme = p.scheme.lower()
+    default = _DEFAULT_PORTS.get(scheme, -1)
+    try:
+        shown = authority(host, p.port or default, default)
+    except ValueError:
+        raw_port = p.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+        shown = f"{authority(host, default, default)}:{raw_port}"
+    return f"{scheme}://{shown}{p.path if path else ''}"
 
 
 def authority(host: str, port: int, default_port: int) -> str:

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from engine._api import with_scan_verdicts
+from engine._api import validate_revision, with_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
 from engine._download import Downloader, FileJob
-from engine._errors import BatutaError, IntegrityError, OfflineError
+from engine._errors import BatutaError, IntegrityError, OfflineError, UsageError
 from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanReady
 from engine._hub import Ctx
-from engine._models import RemoteFile, RepoRef
+from engine._models import RemoteFile, RepoRef, validate_repo_id
 from engine._select import SelectionResult, Skipped, select_files
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ def _blocked(items: tuple[Skipped, ...]) -> list[BlockedFile]:
 async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     """Download the selected files of `ref` at `opts.revision`; see the module docstring."""
     started = time.monotonic()
+    validate_revision(opts.revision)
     config = engine.config
     cache = RepoCache(config.hub_cache, ref)
     local = LocalDir(opts.output) if opts.output is not None else None
@@ -108,10 +109,16 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     # and digests; the tree listing is only needed when siblings are missing or incomplete.
     info = await engine.api.repo_info(ref, opts.revision, blobs=True)
     commit = info.sha
+    # A legacy bare id (`gpt2`) answers with its `namespace/name`: file URLs use that and save a
+    # redirect per file, while the cache stays keyed by what was asked, as the official client's is.
+    remote = ref
+    if "/" not in ref.repo_id:
+        with contextlib.suppress(UsageError):
+            remote = ref._replace(repo_id=validate_repo_id(info.id))
     if info.files and len(info.files) < SIBLINGS_LIMIT and all(f.blob_id for f in info.files):
         files = list(info.files)
     else:
-        files = await engine.api.list_tree(ref, commit)
+        files = await engine.api.list_tree(remote, commit)
     files = with_scan_verdicts(files, info.raw)
     selection = _select(files, ref, opts)
     planned = [
@@ -158,7 +165,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         async with files_limiter:
             engine.on_event(FileStarted(p.path, p.size))
             try:
-                fetched = await _materialize(engine, ref, commit, f, cache, local, downloader)
+                fetched = await _materialize(engine, remote, commit, f, cache, local, downloader)
             except BatutaError as exc:
                 errors.append(exc)
                 result.failed.append(FailedFile(p.path, str(exc), type(exc).__name__))
@@ -274,10 +281,15 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
     """No network at all: succeed from what is on disk when the snapshot is complete."""
     label = f"{ref.repo_id}@{opts.revision}"
     if local is not None:
-        commit, files = "", _local_files(local)
+        files = _local_files(local)
+        commit = local.commit_of(files[0].path)
     else:
         commit, files = cache.cached_files(opts.revision, sizes=False)
-    selection = _select(files, ref, opts)
+    try:
+        selection = _select(files, ref, opts)
+    except UsageError as exc:
+        # What is on disk may be only part of the repo, so "not in the repo" would be a guess.
+        raise OfflineError(f"offline mode (HF_HUB_OFFLINE): nothing cached for {label} fits: {exc}") from None
     root = local.root if local is not None else cache.snapshot(commit)
     missing = [f.path for f in selection.selected if not (root / f.path).exists()]
     if missing:

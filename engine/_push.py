@@ -5,9 +5,11 @@ The order of steps is the safety contract:
 1. check the folder and select files (`--include`/`--exclude`; `.git/`, `.cache/huggingface/`
    and other version-control folders are never sent);
 2. scan the selection for secrets; any finding stops the push before a single request;
-3. read the remote head and tree (create the repo or branch when missing);
-4. hash local files (hash cache first); each file whose oid differs from the remote's goes on
-   at once, while the other files are still being hashed:
+3. read the remote head and tree (create the repo or branch when missing); a model card is
+   generated only when README.md is missing both locally and in that tree, so a README written
+   on the Hub is never replaced (nor removed by `--delete`, unless `--no-card` is given);
+4. hash local files (hash cache first); the files whose oid differs from the remote's go on in
+   batches of up to 256 (see PREUPLOAD_FLUSH_BYTES) while the other files are still being hashed:
 5. preupload decides regular vs LFS; LFS objects go through the batch API, and objects the
    server already stores are not sent again, so an interrupted push resumes when re-run;
 6. once every transfer has landed, commit in batches (see `plan_commits`), each batch one
@@ -81,6 +83,12 @@ if TYPE_CHECKING:
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
 PARTS_IN_FLIGHT = 8
+# A preupload batch waits for PREUPLOAD_BATCH changed files (one call per 256, as the official
+# client makes: the calls count against the Hub's API quota), except that it leaves early once
+# it holds this many bytes: large files should start their transfers while the rest is hashed.
+# Extra calls are then at most one per PREUPLOAD_FLUSH_BYTES sent, and a folder of small files
+# takes exactly ceil(files / PREUPLOAD_BATCH) calls.
+PREUPLOAD_FLUSH_BYTES = 1024 * 1024 * 1024
 
 
 class PushOptions(NamedTuple):
@@ -114,9 +122,11 @@ class PushResult:
     files: tuple[PushedFile, ...]
     commits: tuple[CommitResult, ...] = ()
     pr_url: str | None = None
-    head: str | None = None  # the revision's commit after the push
+    pr_revision: str | None = None  # `refs/pr/N` of the pull request the push opened
+    head: str | None = None  # the revision's (or the pull request's) commit after the push
     created_repo: bool = False
     card_generated: bool = False
+    card_kept: bool = False  # no local README.md: the one in the remote revision stays as it is
     bytes_uploaded: int = 0  # LFS bytes actually sent (not those the server already had)
     bytes_inline: int = 0  # regular-file bytes carried inside commits
     bytes_hashed: int = 0
@@ -129,6 +139,10 @@ class PushResult:
     @property
     def up_to_date(self) -> bool:
         return not any(f.action in ("add", "update", "delete") for f in self.files)
+
+    @property
+    def pr_number(self) -> int | None:
+        return int(self.pr_revision.rsplit("/", 1)[1]) if self.pr_revision else None
 
 
 def scanner_id() -> str:
@@ -248,7 +262,8 @@ class _Run:
         self.commits: list[CommitResult] = []
         self.head: str | None = None
         self.pr_url: str | None = None
-        self.created = self.card = False
+        self.pr_revision: str | None = None
+        self.created = self.card = self.card_kept = False
         self.uploaded = self.inline = self.reused = 0
         self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
 
@@ -258,9 +273,15 @@ class _Run:
         async def read_remote() -> None:
             self.head, self.remote, self.created = await _remote_state(self.engine, ref, opts, self.notices)
 
+        card: LocalFile | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(read_remote)  # the card is written meanwhile: it needs no remote state
-            await self._add_card(folder)
+            tg.start_soon(read_remote)
+            if self._card_wanted(folder):
+                # Written meanwhile, as it needs no remote state; dropped below if the remote
+                # revision has a README of its own.
+                card = await self._write_card(folder)
+        if card is not None:
+            self._place_card(card)
         self.deletes = self._deletions()
         if opts.dry_run:
             await self._plan_only()
@@ -270,15 +291,18 @@ class _Run:
             await self._commit(adds)
         return self._result()
 
-    async def _add_card(self, folder: Path) -> None:
+    def _card_wanted(self, folder: Path) -> bool:
+        """Whether the card rule applies: a model repo, cards on, and no README.md to send."""
+        opts = self.opts
+        return (
+            opts.card
+            and self.ref.repo_type == "model"
+            and not (folder / CARD).exists()
+            and match_globs(CARD, opts.include, opts.exclude)
+        )
+
+    async def _write_card(self, folder: Path) -> LocalFile:
         opts, ref = self.opts, self.ref
-        if (
-            not opts.card
-            or ref.repo_type != "model"
-            or (folder / CARD).exists()
-            or not match_globs(CARD, opts.include, opts.exclude)
-        ):
-            return
         from engine._modelcard import generate_model_card
 
         text = await anyio.to_thread.run_sync(
@@ -287,9 +311,18 @@ class _Run:
             )
         )
         data = text.encode()
-        self.files.append(
-            LocalFile(CARD, None, len(data), data=data, digest=digest_bytes(data), sample=data[:SAMPLE_BYTES])
+        return LocalFile(
+            CARD, None, len(data), data=data, digest=digest_bytes(data), sample=data[:SAMPLE_BYTES]
         )
+
+    def _place_card(self, card: LocalFile) -> None:
+        """Push the generated card only when the README is missing remotely as well as locally."""
+        if CARD in self.remote:
+            # A README on the Hub may be hand-written (or an earlier card the owner edited there):
+            # replacing it from a folder that has none would lose it.
+            self.card_kept = True
+            return
+        self.files.append(card)
         self.files.sort(key=lambda f: f.rel)
         self.card = True
 
@@ -315,6 +348,8 @@ class _Run:
         if not self.opts.delete:
             return []
         local = {f.rel for f in self.files}
+        if self.card_kept:
+            local.add(CARD)  # the card rule keeps it: `--delete` with `--no-card` is the way to drop it
         inc, exc = self.opts.include, self.opts.exclude
         return sorted(
             p for p in self.remote if p not in local and p not in _NEVER_DELETE and match_globs(p, inc, exc)
@@ -396,13 +431,15 @@ class _Run:
         return r is not None and same_content(f, r, f.digest or cached)
 
     async def _upload_stage(self, receive: MemoryObjectReceiveStream[LocalFile]) -> None:
-        """Take changed files as hashing yields them, in batches of whatever has piled up."""
+        """Take changed files as hashing yields them, in batches sized by PREUPLOAD_FLUSH_BYTES."""
         async with receive, anyio.create_task_group() as transfers:
             async for first in receive:
-                batch = [first]
-                with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-                    while len(batch) < PREUPLOAD_BATCH:
-                        batch.append(receive.receive_nowait())
+                batch, batch_bytes = [first], first.size
+                # Waiting costs small files nothing: a regular file is only read at commit time.
+                with contextlib.suppress(anyio.EndOfStream):
+                    while len(batch) < PREUPLOAD_BATCH and batch_bytes < PREUPLOAD_FLUSH_BYTES:
+                        batch.append(await receive.receive())
+                        batch_bytes += batch[-1].size
                 await self._preupload(batch)
                 await self._start_transfers(batch, transfers)
 
@@ -487,10 +524,10 @@ class _Run:
                     self.sink(BytesMoved(op.path, op.size))
             self.commits.append(result)
             self.head = result.oid
-            if create_pr and result.pr_url:
+            if create_pr and result.pr_revision:
                 # Later parts of a split push go onto the PR's own ref, not into new PRs.
-                self.pr_url = result.pr_url
-                revision, create_pr = f"refs/pr/{result.pr_url.rstrip('/').rsplit('/', 1)[-1]}", False
+                self.pr_url, self.pr_revision = result.pr_url, result.pr_revision
+                revision, create_pr = result.pr_revision, False
         if len(batches) > 1:
             self.sink(
                 Notice(f"pushed in {len(batches)} commits (at most {pushplan.MAX_COMMIT_OPS} files each)")
@@ -515,6 +552,9 @@ class _Run:
     def _result(self) -> PushResult:
         rows = [PushedFile(f.rel, f.size, f.lfs, f.action) for f in self.files]
         rows += [PushedFile(p, self.remote[p].size, self.remote[p].is_lfs, "delete") for p in self.deletes]
+        if self.card_kept:
+            kept = self.remote[CARD]
+            rows.append(PushedFile(CARD, kept.size, kept.is_lfs, "unchanged"))
         rows.sort(key=lambda r: r.path)
         return PushResult(
             repo=self.ref,
@@ -523,9 +563,11 @@ class _Run:
             files=tuple(rows),
             commits=tuple(self.commits),
             pr_url=self.pr_url,
+            pr_revision=self.pr_revision,
             head=self.head,
             created_repo=self.created,
             card_generated=self.card,
+            card_kept=self.card_kept,
             bytes_uploaded=self.uploaded,
             bytes_inline=self.inline,
             bytes_hashed=self.hasher.bytes_hashed,

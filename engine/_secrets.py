@@ -1,6 +1,8 @@
 """Pre-push secret scanning: credential files by name, credentials in text by content.
 
-`scan_name` and `scan_text` are pure; `scan_folder` only adds the reading of small text files.
+`scan_name` and `scan_text` are pure; `scan_folder` adds the reading of files. A text file is
+scanned whole, whatever its size, one block at a time, so memory stays bounded; a file whose
+first bytes show it is binary (weights, archives, images) is not read further.
 Findings carry a masked excerpt, never the secret itself, so they are safe to print or log.
 The rules aim for few false positives on ordinary model folders: tokenizer vocabularies,
 `"pad_token": "<pad>"` and `hub_token: null` must not trip them.
@@ -8,14 +10,19 @@ The rules aim for few false positives on ordinary model folders: tokenizer vocab
 
 from __future__ import annotations
 
+import codecs
 import functools
+import itertools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-MAX_SCAN_BYTES = 2 * 1024 * 1024
+SCAN_BLOCK_BYTES = 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
+# A line longer than a block is scanned in windows that overlap by this much, so a secret up to
+# this long that straddles two windows is seen whole by the first and reported once.
+_OVERLAP_CHARS = 4096
 
 
 class Finding(NamedTuple):

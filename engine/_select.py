@@ -20,6 +20,7 @@ _OTHER_WEIGHT_SUFFIXES = (".onnx", ".h5", ".msgpack", ".tflite", ".ot", ".npz", 
 WEIGHT_SUFFIXES = SAFE_WEIGHT_SUFFIXES + UNSAFE_SUFFIXES + _OTHER_WEIGHT_SUFFIXES
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_GLOB_REASON = "excluded by --include/--exclude"
 
 
 def safe_relpath(path: str) -> str:
@@ -262,7 +263,7 @@ def select_files(
     allowed: list[Skipped] = []
     for f in files:
         if not match_globs(f.path, include, exclude):
-            filtered.append(Skipped(f, "excluded by --include/--exclude"))
+            filtered.append(Skipped(f, _GLOB_REASON))
             continue
         if wanted is not None and (why := _quantization_reason(f.path, wanted)):
             filtered.append(Skipped(f, why))
@@ -276,6 +277,10 @@ def select_files(
         else:
             blocked.append(Skipped(f, safety.reason))
 
+    if files and sum(s.reason == _GLOB_REASON for s in filtered) == len(files):
+        # Globs that select nothing are a typo far more often than a wish for an empty pull.
+        shown = " ".join([*(f"--include '{g}'" for g in include), *(f"--exclude '{g}'" for g in exclude)])
+        raise UsageError(f"no file of {repo} matches {shown}")
     if any(is_weight(b.file.path) for b in blocked) and not any(is_weight(f.path) for f in selected):
         raise UsageError(
             f"every weight file in {repo} is blocked as unsafe: {_describe(blocked)}; "

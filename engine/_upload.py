@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -57,6 +58,7 @@ class CommitResult(NamedTuple):
     oid: str
     url: str
     pr_url: str | None
+    pr_revision: str | None = None  # `refs/pr/N` when the commit opened a pull request
 
 
 class AddFile(NamedTuple):
@@ -86,6 +88,16 @@ def _api(ref: RepoRef, tail: str) -> str:
 
 def _pr_params(create_pr: bool) -> dict[str, str] | None:
     return {"create_pr": "1"} if create_pr else None
+
+
+_PR_URL = re.compile(r".*/discussions/(\d+)")
+
+
+def pr_revision(pr_url: str) -> str | None:
+    """`refs/pr/N` for a pull request URL `…/discussions/N` (§8.5), or None for any other URL."""
+    # The same pattern as the official client's, so both read a server's answer alike.
+    match = _PR_URL.fullmatch(pr_url)
+    return f"refs/pr/{match[1]}" if match else None
 
 
 async def create_repo(client: HubClient, ref: RepoRef, *, private: bool) -> bool:
@@ -352,6 +364,10 @@ async def commit(
     if not isinstance(data, dict) or not isinstance(data.get("commitOid"), str):
         raise ProtocolError("commit answer without a commitOid", url=url)
     pr = data.get("pullRequestUrl")
-    return CommitResult(
-        data["commitOid"], str(data.get("commitUrl") or ""), pr if isinstance(pr, str) else None
-    )
+    pr_url = pr if isinstance(pr, str) else None
+    pr_rev = pr_revision(pr_url) if pr_url else None
+    if create_pr and pr_rev is None:
+        # The official client fails here too: without the PR's number the user cannot find the
+        # pull request, and the next part of a split push would open another one.
+        raise ProtocolError(f"commit answer without a pull request URL (got {pr!r})", url=url)
+    return CommitResult(data["commitOid"], str(data.get("commitUrl") or ""), pr_url, pr_rev)

@@ -61,6 +61,34 @@ def match_api(method: str, raw_path: str) -> tuple[str, Handler]:
         return "other", _bad_repo(str(exc))
 
 
+# What may follow `/api/<type>s/<id>`: a bare legacy id before one of these is redirected.
+_REPO_ACTIONS = frozenset(
+    {"revision", "tree", "paths-info", "refs", "commits", "preupload", "commit", "branch", "settings"}
+)
+
+
+def legacy_location(store: Store, raw_path: str) -> str | None:
+    """Where the Hub sends a request naming a legacy bare id (`/api/models/gpt2`, `/gpt2/resolve/...`).
+
+    Like the Hub, answer with a redirect to the `namespace/name` path rather than serving under
+    two names, so clients learn the canonical id and caches stay keyed by what the user asked.
+    """
+    segs = raw_path.split("/")[1:]
+    if segs[:1] == ["api"]:
+        if len(segs) >= 3 and segs[1] in _COLLECTIONS and (len(segs) == 3 or segs[3] in _REPO_ACTIONS):
+            if target := store.canonical_id(_COLLECTIONS[segs[1]], unquote(segs[2])):
+                return "/".join(["", "api", segs[1], target, *segs[3:]])
+        return None
+    prefix: list[str] = []
+    repo_type: RepoType = "model"
+    if segs and segs[0] in _PREFIXES:
+        prefix, repo_type, segs = segs[:1], _PREFIXES[segs[0]], segs[1:]
+    if len(segs) >= 3 and segs[1] in ("resolve", "raw"):
+        if target := store.canonical_id(repo_type, unquote(segs[0])):
+            return "/".join(["", *prefix, target, *segs[1:]])
+    return None
+
+
 def _match_api_tree(method: str, segs: list[str]) -> tuple[str, Handler]:
     if len(segs) == 1 and segs[0] in _COLLECTIONS and method == "GET":
         return "list", partial(_read.list_repos, repo_type=_COLLECTIONS[segs[0]])
@@ -172,7 +200,12 @@ class HubServer:
         self._runners.append(runner)
         # Binding the socket ourselves tells us the port the OS picked for port 0.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, reuse_port=False)
+        try:
+            sock = socket.create_server((host, port), family=family, reuse_port=False)
+        except OSError as exc:
+            # Two listeners: the message must say which address could not be taken.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {reason}") from None
         await web.SockSite(runner, sock).start()
         return int(sock.getsockname()[1])
 
@@ -199,8 +232,10 @@ class HubServer:
 
     async def _dispatch_api(self, request: web.Request) -> web.StreamResponse:
         svc = self.svc
-        raw_path = request.raw_path.split("?", 1)[0]
+        raw_path, _, query = request.raw_path.partition("?")
         kind, handler = match_api(request.method, raw_path)
+        if kind != "admin" and (location := legacy_location(svc.store, raw_path)) is not None:
+            kind, handler = "legacy", partial(_redirect, location=location + (f"?{query}" if query else ""))
         if kind == "admin" and svc.testing:
             handler = partial(_admin, segs=raw_path.split("/")[2:])
         auth = request.headers.get("Authorization")
@@ -271,6 +306,10 @@ class HubServer:
         else:
             resp = await _blob.handle(svc, request, segs, target)
         return resp
+
+
+async def _redirect(ctx: Ctx, location: str) -> web.StreamResponse:
+    return web.Response(status=307, headers={"Location": location})
 
 
 async def _admin(ctx: Ctx, segs: list[str]) -> web.StreamResponse:

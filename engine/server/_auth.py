@@ -13,13 +13,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.server._watched import WatchedJson
 
 ROLES = ("read", "write")
 
@@ -67,51 +65,18 @@ def _parse(token: str, raw: object) -> TokenInfo | None:
 
 
 class TokenBook:
-    """The tokens file, re-read whenever its mtime or size changes."""
+    """The tokens file, re-read whenever it changes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._sig: tuple[int, int] | None = None
-        self._tokens: dict[str, TokenInfo] = {}
+        self._file = WatchedJson(path, _parse_all)
 
     def get(self, token: str) -> TokenInfo | None:
-        self._refresh()
-        with self._lock:
-            return self._tokens.get(token)
+        return self._file.get().get(token)
 
     def add(self, info: TokenInfo) -> None:
         """Add or replace a token in the file (atomically, so a running server never reads half)."""
-        with self._lock:
-            data = self._read_raw()
-            data[info.token] = info.to_json()
-            tmp = self._path.with_name(f".{self._path.name}.{threading.get_ident()}.tmp")
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-            os.replace(tmp, self._path)
-            self._sig = None
-        self._refresh()
+        self._file.update(lambda data: data.__setitem__(info.token, info.to_json()))
 
-    def _read_raw(self) -> dict[str, object]:
-        try:
-            data = json.loads(self._path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return dict(data) if isinstance(data, dict) else {}
 
-    def _refresh(self) -> None:
-        try:
-            st = self._path.stat()
-            sig: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            sig = None
-        with self._lock:
-            if sig == self._sig and (sig is not None or not self._tokens):
-                return
-            tokens: dict[str, TokenInfo] = {}
-            if sig is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    for tok, raw in self._read_raw().items():
-                        if (info := _parse(tok, raw)) is not None:
-                            tokens[tok] = info
-            self._tokens, self._sig = tokens, sig
+def _parse_all(raw: dict[str, object]) -> dict[str, TokenInfo]:
+    return {tok: info for tok, value in raw.items() if (info := _parse(tok, value)) is not None}

@@ -218,7 +218,9 @@ class FaultState:
         if not 400 <= status <= 599:
             raise ValueError(f"status {status} is not an error status")
         with self._lock:
-            self._rules.append(_Rule("fail", path_contains, times, status=status, retry_after=retry_after))
+            # JSON callers may send a number: a header value is text.
+            after = None if retry_after is None else str(retry_after)
+            self._rules.append(_Rule("fail", path_contains, times, status=status, retry_after=after))
 
     def throttle(
         self,

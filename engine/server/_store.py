@@ -29,6 +29,7 @@ import anyio
 from engine._errors import UsageError
 from engine._models import REPO_TYPES, RepoRef, RepoType, validate_repo_id
 from engine.server._auth import TokenBook
+from engine.server._watched import WatchedJson
 
 if TYPE_CHECKING:
     from engine.server import ServerConfig
@@ -47,6 +48,7 @@ TMP_SUFFIX = ".batuta-tmp"
 IGNORED_NAMES = frozenset({".git", ".batuta"})
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 COLLECTIONS: dict[RepoType, str] = {"model": "models", "dataset": "datasets", "space": "spaces"}
+ALIASES_FILE = "aliases.json"  # {"models": {"gpt2": "openai-community/gpt2"}, "datasets": {...}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,20 @@ class _Plan:
     dir_mtimes: list[tuple[str, int]] = field(default_factory=list)
 
 
+def _parse_aliases(raw: Mapping[str, object]) -> dict[tuple[RepoType, str], str]:
+    out: dict[tuple[RepoType, str], str] = {}
+    for repo_type in REPO_TYPES:
+        table = raw.get(COLLECTIONS[repo_type])
+        if isinstance(table, Mapping):
+            out.update(((repo_type, str(k)), v) for k, v in table.items() if isinstance(v, str) and "/" in v)
+    return out
+
+
+def _set_alias(data: dict[str, object], collection: str, name: str, repo_id: str) -> None:
+    table = data.get(collection)
+    data[collection] = {**(table if isinstance(table, dict) else {}), name: repo_id}
+
+
 def repo_ref(repo_type: str, repo_id: str) -> RepoRef:
     """A RepoRef from URL parts; raise UsageError on a malformed id."""
     if repo_type not in REPO_TYPES:
@@ -141,6 +157,7 @@ class Store:
         self.snapshot_ttl_s = snapshot_ttl_s
         self.hashes = HashCache(self.root, self.state / "hashes.json")
         self.tokens = TokenBook(self.root / "tokens.json")
+        self.aliases = WatchedJson(self.root / ALIASES_FILE, _parse_aliases)
         self._memo: dict[tuple[RepoRef, str], _Memo] = {}
         self._memo_lock = threading.Lock()
         self._inflight: dict[str, anyio.Event] = {}
@@ -186,6 +203,15 @@ class Store:
         return self.tmp_dir / f"{hint}{uuid.uuid4().hex}{TMP_SUFFIX}"
 
     # ---- discovery and metadata -----------------------------------------------------------
+    def canonical_id(self, repo_type: RepoType, name: str) -> str | None:
+        """The `namespace/name` a legacy bare id (`gpt2`) stands for, from `aliases.json`."""
+        return self.aliases.get().get((repo_type, name))
+
+    def add_alias(self, repo_type: RepoType, name: str, repo_id: str) -> None:
+        validate_repo_id(name, legacy=True)
+        validate_repo_id(repo_id)
+        self.aliases.update(lambda data: _set_alias(data, COLLECTIONS[repo_type], name, repo_id))
+
     def exists(self, repo: RepoRef) -> bool:
         return self.repo_dir(repo).is_dir()
 

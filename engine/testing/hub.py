@@ -91,6 +91,11 @@ class _Controls:
         assert snap is not None
         return snap.commit
 
+    def add_alias(self, name: str, repo_id: str, *, repo_type: str = "model") -> None:
+        """Make the legacy bare id `name` redirect to `repo_id`, as the Hub does for `gpt2`."""
+        self._store().add_alias(repo_ref(repo_type, repo_id).repo_type, name, repo_id)
+        self._after_write()
+
     def repo_dir(self, repo_id: str, *, repo_type: str = "model", revision: str = "main") -> Path:
         """The folder holding a branch's files (edit it to change the repo by hand)."""
         return self._store().branch_dir(repo_ref(repo_type, repo_id), revision)

@@ -9,17 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from cli.errors import ExitCode
 from engine.testing.hub import LocalHub
-from tests.conftest import CliResult
+from tests.conftest import CliResult, json_endpoint
 
 Run = Callable[..., CliResult]
 MiB = 1024 * 1024
@@ -89,46 +87,19 @@ def test_unknown_quantization_lists_the_available_ones(run_cli: Run, hub: LocalH
     assert r.exit_code == ExitCode.USAGE and "Q4_K_M, Q8_0" in r.stderr
 
 
-class _Evil(BaseHTTPRequestHandler):
-    """A server that lists a path escaping the destination (real socket, hostile answers)."""
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if "/tree/" in self.path:
-            body = json.dumps(
-                [{"type": "file", "path": "../escape.txt", "oid": "0" * 40, "size": 3}]
-            ).encode()
-        else:
-            body = json.dumps({"id": "evil/repo", "sha": "a" * 40, "siblings": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def _evil(path: str) -> object:
+    """A server that lists a path escaping the destination."""
+    if "/tree/" in path:
+        return [{"type": "file", "path": "../escape.txt", "oid": "0" * 40, "size": 3}]
+    return {"id": "evil/repo", "sha": "a" * 40, "siblings": []}
 
 
 def test_path_traversal_from_the_server_is_refused(run_cli: Run, tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Evil)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with json_endpoint(_evil) as url:
         out = tmp_path / "dest"
-        r = run_cli(
-            "--endpoint",
-            f"http://127.0.0.1:{server.server_address[1]}",
-            "hf",
-            "pull",
-            "model",
-            "evil/repo",
-            "-o",
-            str(out),
-        )
+        r = run_cli("--endpoint", url, "hf", "pull", "model", "evil/repo", "-o", str(out))
         assert r.exit_code != 0 and "../escape.txt" in r.stderr
         assert not (tmp_path / "escape.txt").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _batuta(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -248,6 +219,7 @@ def test_persistent_corruption_fails_with_integrity_and_leaves_nothing(
     hub.flip_byte_once(path_contains="/blobs/", offset=3)
     r = run_cli(*ep(hub), "hf", "pull", "model", "acme/bad", "--quiet")
     assert r.exit_code == ExitCode.INTEGRITY and "sha256 mismatch" in r.stderr
+    assert len(r.stderr.splitlines()) == 1  # one failed file: the error line names it, once
     assert hub.stats().faults_fired.get("flip") == 2  # fetched, refetched once, then gave up
     repo = isolated_home / "hub" / "models--acme--bad"
     assert not (repo / "snapshots" / commit / "model.safetensors").exists()
@@ -302,3 +274,44 @@ def test_official_client_trusts_batuta_local_dir_metadata(
     # The official client read our .cache/huggingface/download/*.metadata and fetched no content.
     assert stats.blob_bytes_sent == 0 and stats.count("resolve", "GET") == 0
     assert (out / "model.safetensors").read_bytes() == files["model.safetensors"]
+
+
+def test_a_failure_that_ends_the_pull_is_said_once(run_cli: Run, hub: LocalHub) -> None:
+    hub.add_repo("acme/gated-llama", {"config.json": b"{}", "model.safetensors": b"w" * 100}, gated=True)
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/gated-llama")
+    assert r.exit_code == ExitCode.GATED and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "error: acme/gated-llama is gated: access not granted (set HF_TOKEN or pass --token)"
+    ]
+
+
+def test_a_partial_pull_lists_each_failed_file_then_one_error_line(run_cli: Run, hub: LocalHub) -> None:
+    hub.add_repo(
+        "acme/partial",
+        {"good.safetensors": b"g" * 100, "down.safetensors": b"d" * 100, "gone.safetensors": b"x" * 100},
+    )
+    hub.fail(status=500, times=100, path_contains="down.safetensors")
+    hub.fail(status=404, times=100, path_contains="gone.safetensors")
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/partial", "--quiet")
+    assert r.exit_code == ExitCode.INCOMPLETE
+    lines = r.stderr.splitlines()
+    assert sorted(ln.split(":")[1].strip() for ln in lines[:-1]) == ["down.safetensors", "gone.safetensors"]
+    assert all(ln.startswith("failed: ") for ln in lines[:-1]) and len(set(lines)) == len(lines)
+    assert lines[-1].startswith("error: 2 of 3 files failed: ")
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_output_that_is_not_a_folder_is_a_usage_error_before_any_request(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, under: bool
+) -> None:
+    hub.add_repo("acme/tiny", {"config.json": b"{}"})
+    afile = tmp_path / "afile.txt"
+    afile.write_text("keep me")
+    target = afile / "sub" if under else afile
+    hub.reset()
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "-o", str(target))
+    assert r.exit_code == ExitCode.USAGE and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        f"error: --output '{target}' is not a folder" + (f" ('{afile}' is a file)" if under else "")
+    ]
+    assert hub.stats().total == 0 and afile.read_text() == "keep me"

@@ -145,8 +145,31 @@ def test_revision_and_create_pr(run_cli: Run, hub: LocalHub, folder: Path) -> No
     assert code(push(run_cli, hub, folder)) == 0
     (folder / "notes.txt").write_text("changed\n")
     pr = push(run_cli, hub, folder, "--create-pr")
-    assert code(pr) == 0 and "pull request: " in out(pr) and "/discussions/" in out(pr)
+    assert code(pr) == 0, pr
+    assert "changed files to acme/cli@refs/pr/1," in out(pr) and "acme/cli@main" not in out(pr)
+    assert "pull request #1 into main: http" in out(pr) and "/acme/cli/discussions/1" in out(pr)
+    (folder / "notes.txt").write_text("changed again\n")
+    doc = json.loads(out(push(run_cli, hub, folder, "--create-pr", "--json")))
+    assert (doc["revision"], doc["pr_revision"], doc["pr_number"]) == ("main", "refs/pr/2", 2)
+    assert doc["pr_url"].endswith("/acme/cli/discussions/2")
+    assert doc["head"] == hub.head("acme/cli", revision="refs/pr/2")
+    (folder / "notes.txt").write_text("changed\n")
     dev = push(run_cli, hub, folder, "--revision", "dev")
     assert code(dev) == 0 and "acme/cli@dev" in out(dev)
     assert (hub.repo_dir("acme/cli", revision="dev") / "notes.txt").read_text() == "changed\n"
     assert (hub.repo_dir("acme/cli") / "notes.txt").read_text() == "hello\n"
+
+
+def test_a_readme_on_the_hub_is_not_replaced_by_a_generated_card(
+    run_cli: Run, hub: LocalHub, folder: Path
+) -> None:
+    readme = b"---\nlicense: mit\n---\n\n# cli\n\nHand-written.\n"
+    hub.add_repo("acme/cli", {"README.md": readme})
+    r = push(run_cli, hub, folder, "--json")
+    assert code(r) == 0, r
+    doc = json.loads(out(r))
+    assert doc["card_generated"] is False and doc["card_kept"] is True
+    assert (hub.repo_dir("acme/cli") / "README.md").read_bytes() == readme
+    human = push(run_cli, hub, folder, "--delete")
+    assert "is up to date (4 files unchanged)" in out(human) and "generated a model card" not in out(human)
+    assert (hub.repo_dir("acme/cli") / "README.md").read_bytes() == readme

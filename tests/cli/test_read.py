@@ -200,3 +200,21 @@ def test_help_describes_every_argument(run_cli: Run, command: str) -> None:
     assert r.exit_code == 0
     assert "Asset type:" in r.stdout  # the ASSET argument's own help
     assert "\\[" not in r.stdout  # no markup escapes leaking into plain text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["info", "model", "acme/llama-tiny"], ["search", "model", "llama"]],
+    ids=["info", "search"],
+)
+def test_info_and_search_say_why_they_wait(run_cli: Run, hub: LocalHub, args: list[str]) -> None:
+    hub.reset()
+    hub.fail(status=429, times=1, retry_after="1", path_contains="/api/models")
+    r = run_cli(*ep(hub), "-v", "hf", *args, "--json")
+    assert r.exit_code == 0 and "error" not in json.loads(r.stdout)  # stdout stays one document
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("waiting 1 s for 127.0.0.1:") and "HTTP 429" in lines[0]
+    assert lines[1].startswith("retry 1 in 1.0 s (429): ")
+    hub.fail(status=429, times=1, retry_after="1", path_contains="/api/models")
+    quiet = run_cli(*ep(hub), "hf", *args)
+    assert quiet.exit_code == 0 and quiet.stderr.startswith("waiting 1 s") and "retry" not in quiet.stderr

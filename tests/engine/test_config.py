@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine import UsageError, load_config
+from engine.testing.hub import LocalHub
+from tests.conftest import CliResult
+
+Run = Callable[..., CliResult]
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -51,3 +61,99 @@ def test_bad_endpoint_and_knobs(tmp_path: Path) -> None:
         {"HF_HOME": str(tmp_path), "BATUTA_RETRY_BASE_S": "0.01", "BATUTA_STALL_TIMEOUT_S": "2"}
     )
     assert cfg.retry.base_s == 0.01 and cfg.retry.cap_s == 60.0 and cfg.stall_timeout_s == 2.0
+
+
+def test_offline_from_either_variable_as_the_official_client_reads_them(tmp_path: Path) -> None:
+    home = {"HF_HOME": str(tmp_path)}
+    # HF_HUB_OFFLINE, when set to anything, decides alone: "0" means online whatever
+    # TRANSFORMERS_OFFLINE says (huggingface_hub/constants.py, `HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE`).
+    assert not load_config(home | {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "yes"}).offline
+    assert load_config(home | {"HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": "yes"}).offline
+    assert load_config(home | {"TRANSFORMERS_OFFLINE": "1"}).offline
+    assert not load_config(home | {"HF_HUB_OFFLINE": "1 "}).offline  # no stripping there either
+
+
+OFFLINE_CASES = [
+    (hub, transformers)
+    for hub in (None, "", "0", "1", "yes", "ON", "true", "false", "no", " 1", "auto", "2")
+    for transformers in (None, "", "0", "1", "YES", "off")
+]
+
+
+def test_offline_matches_huggingface_hub_for_every_combination(tmp_path: Path) -> None:
+    # The official client decides once, at import: ask it in a child process, case by case.
+    script = textwrap.dedent(
+        """
+        import importlib, json, os, sys
+        import huggingface_hub.constants as c
+        out = []
+        for hub, transformers in json.loads(sys.argv[1]):
+            for name, value in (("HF_HUB_OFFLINE", hub), ("TRANSFORMERS_OFFLINE", transformers)):
+                os.environ.pop(name, None)
+                if value is not None:
+                    os.environ[name] = value
+            out.append(importlib.reload(c).HF_HUB_OFFLINE)
+        print(json.dumps(out))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(OFFLINE_CASES)], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    official = json.loads(done.stdout)
+    for (hub, transformers), expected in zip(OFFLINE_CASES, official, strict=True):
+        env_case = {"HF_HOME": str(tmp_path)}
+        if hub is not None:
+            env_case["HF_HUB_OFFLINE"] = hub
+        if transformers is not None:
+            env_case["TRANSFORMERS_OFFLINE"] = transformers
+        assert load_config(env_case).offline is expected, (hub, transformers)
+
+
+def test_hf_hub_offline_0_keeps_the_cli_online(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")
+    with LocalHub.in_thread() as hub:
+        hub.add_repo("acme/tiny", {"config.json": b"{}"})
+        r = run_cli("--endpoint", hub.url, "hf", "info", "model", "acme/tiny", "--json")
+        assert r.exit_code == 0, r
+        assert json.loads(r.stdout)["id"] == "acme/tiny" and hub.stats().total > 0
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:abc", "port"),
+        ("http://127.0.0.1:0", "port"),
+        ("http://[::1", "not a valid URL"),
+        ("http://", "http:// or https://"),
+        ("ftp://u:hunter2@127.0.0.1", "http:// or https://"),
+        ("u:hunter2@127.0.0.1:8080", "not a valid URL"),
+        ("localhost:8080", "http:// or https://"),
+        ("http://u:hunter2@127.0.0.1:65536/", "port"),
+        ("http://u:hunter2/x@127.0.0.1", "not a valid URL"),  # the "/" makes "hunter2" the port
+        ("http://u:hunter2?@127.0.0.1", "not a valid URL"),
+        ("http://\u4e2d\u6587.example", "ASCII"),
+    ],
+)
+def test_endpoints_that_cannot_be_used_are_refused_when_loaded(
+    tmp_path: Path, endpoint: str, reason: str
+) -> None:
+    for source in ({"HF_ENDPOINT": endpoint}, {}):
+        with pytest.raises(UsageError, match="invalid endpoint") as info:
+            load_config({"HF_HOME": str(tmp_path), **source}, endpoint=None if source else endpoint)
+        message = str(info.value)
+        assert reason in message and "hunter2" not in message and "\n" not in message, message
+
+
+def test_a_valid_endpoint_keeps_its_credentials_and_ipv6_form(tmp_path: Path) -> None:
+    home = {"HF_HOME": str(tmp_path)}
+    assert load_config(home, endpoint="http://[::1]:8080/").endpoint == "http://[::1]:8080"
+    assert load_config(home, endpoint="https://u:p@mirror.local").endpoint == "https://u:p@mirror.local"
+    assert load_config(home, endpoint="http://mirror.local:65535").endpoint_origin == (
+        "http",
+        "mirror.local",
+        65535,
+    )

@@ -264,3 +264,22 @@ def test_proxy_urls() -> None:
     assert _proxy.proxy_for("https", "huggingface.co", 443, {}) is None
     with pytest.raises(_http.ConnectFailed, match="unsupported socks5:// proxy"):
         _proxy.proxy_for("https", "huggingface.co", 443, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "origin"),
+    [
+        (
+            "http://u:pw@127.0.0.1:8080/api/x?sig=abc#f",
+            "http://127.0.0.1:8080/api/x",
+            "http://127.0.0.1:8080",
+        ),
+        ("https://u@Hub.Example:443/p", "https://hub.example/p", "https://hub.example"),
+        ("http://u:pw@[::1]:99999/x", "http://[::1]:99999/x", "http://[::1]:99999"),  # as written
+        ("http://u:pw@[::1", "(malformed URL)", "(malformed URL)"),
+        ("u:pw@127.0.0.1", "(URL without a host)", "(URL without a host)"),
+    ],
+)
+def test_urls_in_messages_are_rebuilt_without_credentials(url: str, shown: str, origin: str) -> None:
+    assert _proxy.public_url(url) == shown
+    assert _proxy.public_url(url, path=False) == origin

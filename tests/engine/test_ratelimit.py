@@ -63,10 +63,15 @@ def test_defaults_allow_a_burst_of_small_files_and_stay_in_the_window() -> None:
 def test_byte_budget_of_max_rate() -> None:
     from engine._download import _rate_bucket
 
+    assert _rate_bucket(None) is None
+    rate = 2 * 1024 * 1024
     clock = Clock()
-    bucket = _rate_bucket(2 * 1024 * 1024)
-    assert bucket is not None and _rate_bucket(None) is None
-    # Rebuild on the fake clock with the same limits: --max-rate 2M has a 1 MiB burst.
-    bucket = TokenBucket(HostLimits(rate_per_s=2 * 1024 * 1024, burst=1024 * 1024), clock)
-    assert bucket.reserve(1024 * 1024) == 0.0
-    assert bucket.reserve(4 * 1024 * 1024) == 2.0  # 4 MiB more at 2 MiB/s
+    bucket = _rate_bucket(rate, clock)
+    assert bucket is not None
+    # The first second moves no more than the cap plus 1/20 s of lending.
+    free = rate // 20
+    assert bucket.reserve(free) == 0.0
+    assert bucket.reserve(rate) == 1.0
+    # A block far bigger than the bucket holds is granted as debt, paid for by the wait.
+    clock.t += 1.0
+    assert bucket.reserve(512 * 1024) == 0.25
