@@ -172,9 +172,7 @@ def _dry_run_table(result: PushResult) -> None:
     console().print(table)
 
 
-def secrets_found(exc: SecretsFoundError, *, as_json: bool) -> None:
+def secrets_found(exc: SecretsFoundError) -> None:
     """Every finding (already masked by the engine) on stderr; the caller prints the error line."""
-    if as_json:
-        emit_json({"error": "secrets_found", "findings": exc.findings})
     for finding in exc.findings:
         line(f"  {finding}", err=True)

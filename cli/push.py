@@ -53,7 +53,7 @@ def push(
     """Upload a folder: secret scan first, then only new or changed files (LFS for large ones)."""
     from cli import _push_render as view
     from cli.errors import ExitCode
-    from cli.runner import fail, guard, load, run_engine
+    from cli.runner import fail, guard, load, run_engine, verbose
     from engine import RepoRef, SecretsFoundError
     from engine._push import PushOptions
 
@@ -71,16 +71,16 @@ def push(
         card=not no_card,
         license=license,
     )
-    verbose = bool(getattr(ctx.find_root().obj, "verbose", False))
-    with view.push_progress(enabled=not as_json, verbose=verbose) as on_event:
+    with view.push_progress(enabled=not as_json, verbose=verbose(ctx)) as on_event:
         outcome = run_engine(config, lambda engine: _call(engine, ref, path, options), on_event)
     if isinstance(outcome, SecretsFoundError):
-        view.secrets_found(outcome, as_json=as_json)
+        view.secrets_found(outcome)
         n = len(outcome.findings)
         fail(
             f"refusing to push: {n} possible secret{'s' if n != 1 else ''} found; "
             "remove them or leave them out with --exclude",
             ExitCode.SECRETS_FOUND,
+            findings=outcome.findings,
         )
     view.push_summary(outcome, as_json=as_json)
 

@@ -66,8 +66,8 @@ def emit_json(doc: Any) -> None:
         ctx.meta[_JSON_WRITTEN] = True
 
 
-def error_document(message: str, exit_code: int) -> None:
-    """Under --json, `{"error": {"message", "exit_code"}}` on stdout unless a document was written.
+def error_document(message: str, exit_code: int, **details: object) -> None:
+    """Under --json, `{"error": {"message", "exit_code", **details}}` on stdout unless a document was written.
 
     Every command names its --json flag `as_json` (hf.JsonOpt), so the running command's own
     parameters say whether a script is waiting for a document, push included.
@@ -75,7 +75,7 @@ def error_document(message: str, exit_code: int) -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is None or ctx.params.get("as_json") is not True or ctx.meta.get(_JSON_WRITTEN):
         return
-    emit_json({"error": {"message": message, "exit_code": exit_code}})
+    emit_json({"error": {"message": message, "exit_code": exit_code, **details}})
 
 
 def ecosystem(*, integration: bool, as_json: bool) -> None:

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def fail(message: str, code: ExitCode) -> NoReturn:
-    """The one-line error on stderr, and under --json an error document on stdout; then exit."""
+def fail(message: str, code: ExitCode, **details: object) -> NoReturn:
+    """The one-line error on stderr, and under --json an error document (with `details`) on stdout; then exit."""
     from cli.render import error_document
 
-    error_document(message, int(code))
+    error_document(message, int(code), **details)
     click.echo(f"error: {message}", err=True)
     sys.exit(int(code))
 

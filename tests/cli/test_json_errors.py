@@ -89,12 +89,13 @@ def test_push_failures_write_one_document(run_cli: Run, hub: LocalHub, tmp_path:
     push = ["--endpoint", hub.url, "--token", READER, "hf", "push", "model"]
     error_document(run_cli(*push, str(folder), "--repo", "acme/tiny", "--json"), ExitCode.FORBIDDEN)
     error_document(run_cli(*push, str(tmp_path / "nope"), "--repo", "acme/tiny", "--json"), ExitCode.USAGE)
-    # The secret refusal has its own document; the error line adds no second one.
+    # The secret refusal is the same document, with the (masked) findings.
     (folder / ".env").write_text("HF_TOKEN=hf_" + "a" * 34 + "\n")
     r = run_cli(*push, str(folder), "--repo", "acme/tiny", "--json")
     assert r.exit_code == ExitCode.SECRETS_FOUND
-    doc = json.loads(r.stdout)
-    assert doc["error"] == "secrets_found" and doc["findings"]
+    doc = json.loads(r.stdout)["error"]
+    assert doc["exit_code"] == ExitCode.SECRETS_FOUND and doc["message"].startswith("refusing to push")
+    assert doc["findings"] and not [f for f in doc["findings"] if "a" * 34 in f]
 
 
 def test_partial_pull_writes_only_its_own_document(run_cli: Run, tmp_path: Path) -> None:
