@@ -10,6 +10,7 @@ The rules aim for few false positives on ordinary model folders: tokenizer vocab
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import functools
 import itertools
@@ -103,61 +104,53 @@ def _not_example(s: str) -> bool:
     return "EXAMPLE" not in s.upper()
 
 
+_AFTER_SCHEME = -1  # `lead` of a rule whose anchor follows a URL scheme of any length
+
+
 class _Rule(NamedTuple):
     kind: str
     pattern: re.Pattern[str]
     show: int  # characters of the secret an excerpt may reveal (its well-known prefix, mostly)
-    # Literals every match contains. Python's re cannot skip ahead to a pattern that starts with
-    # a lookbehind, so it tries every position (~7 MB/s over prose); a substring test runs at
-    # over 1 GB/s, and a file without any of these literals cannot match, so the regex is skipped.
-    needles: tuple[str, ...]
+    # Every match holds a match of one of these, `lead` characters after its own start. Python's re
+    # cannot skip ahead to a pattern that starts with a lookbehind or `\b`, so it tries every
+    # position (~7 MB/s over prose); an anchor opens with a literal, which it finds at ~1 GB/s,
+    # so the pattern is tried only where an anchor puts the start of a match. An anchor also asks
+    # for the least a match needs after the literal: `risk-free` and `hf_hub` are common, and each
+    # candidate costs a round trip through Python.
+    anchors: tuple[re.Pattern[str], ...]
     check: Callable[[str], bool] | None = None
     reveal: bool = False  # the match is a marker, not the secret (PEM header lines)
-    # The needles are looked for in the casefolded text: the pattern is (partly) case-insensitive,
-    # and casefolding maps every character re's IGNORECASE matches to a letter onto that letter
-    # (`K` (Kelvin) to `k`, `ſ` to `s`).
-    folded: bool = False
     group: int | str = 0  # the group holding the secret
-
-    def may_match(self, text: str, folded: str, seen: dict[tuple[str, bool], bool]) -> bool:
-        """False when `text` (`folded`: its casefolded form) cannot hold a match."""
-        hay = folded if self.folded else text
-        gate = _gate(self.needles)
-        if (gate, self.folded) not in seen:
-            seen[gate, self.folded] = gate in hay
-        return seen[gate, self.folded] and any(n in hay for n in self.needles)
+    lead: int = 0
 
 
-@functools.cache
-def _gate(needles: tuple[str, ...]) -> str:
-    """A character of every needle, rare in prose: looking for one character is a memchr, so
-    most files are ruled out for most rules at a fraction of the cost of a substring search."""
-    for c in "_-:A":
-        if all(c in n for n in needles):
-            return c
-    raise AssertionError(f"no gate character common to {needles}")
+def _anchors(*sources: str) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(source) for source in sources)
 
+
+_URL_USERINFO = r"[^\s/:@'\"]+"
 
 _RULES: tuple[_Rule, ...] = (
     _Rule(
         "private key",
         re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
         0,
-        ("-----BEGIN ",),
+        _anchors("-----BEGIN "),
         reveal=True,
     ),
     _Rule(
         "Hugging Face token",
         re.compile(r"(?<![A-Za-z0-9_])(?:hf_|api_org_)[A-Za-z0-9]{30,}(?![A-Za-z0-9])"),
         5,
-        ("hf_", "api_org_"),
+        # Two anchors, not one alternation: re scans for an alternation ten times slower.
+        _anchors("hf_[A-Za-z0-9]{30}", "api_org_[A-Za-z0-9]{30}"),
         _mixed_case,
     ),
     _Rule(
         "AWS access key id",
         re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
         6,
-        ("AKIA", "ASIA"),
+        _anchors("A(?:KIA|SIA)[A-Z0-9]{16}"),
         _not_example,
     ),
     _Rule(
@@ -167,29 +160,31 @@ _RULES: tuple[_Rule, ...] = (
             r"(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
         ),
         2,
-        ("aws_secret_access_key",),
+        # From the `_`: a case-insensitive search is slow unless it opens with a caseless literal.
+        # Under IGNORECASE each character matches one character (`ſ` an `s`), hence `lead`.
+        _anchors("(?i:_secret_access_key)"),
         _not_example,
-        folded=True,
         group="s",
+        lead=len("aws"),
     ),
     _Rule(
         "GitHub token",
         re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
         6,
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        _anchors("g(?:h[pousr]_[A-Za-z0-9]{36}|ithub_pat_[A-Za-z0-9_]{40})"),
     ),
     _Rule(
         "Slack token",
         re.compile(r"(?<![A-Za-z0-9])xox[baprs]-[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+"),
         6,
-        ("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"),
+        _anchors("xox[baprs]-[A-Za-z0-9]+-[A-Za-z0-9]"),
         lambda s: len(s) >= 24,
     ),
     _Rule(
         "Slack webhook URL",
         re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"),
         len("https://hooks.slack.com/services/T"),
-        ("https://hooks.slack.com/services/T",),
+        _anchors(re.escape("https://hooks.slack.com/services/T")),
     ),
     _Rule(
         "OpenAI-style API key",
@@ -198,30 +193,73 @@ _RULES: tuple[_Rule, ...] = (
             r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])"
         ),
         5,
-        ("sk-",),
+        _anchors("sk-[A-Za-z0-9_-]{32}"),  # the optional `proj-` and the like are in the class
         _looks_random,
     ),
     _Rule(
         "Google API key",
         re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
         6,
-        ("AIza",),
+        _anchors("AIza[0-9A-Za-z_-]{35}"),
     ),
     _Rule(
         "Stripe live key",
         re.compile(r"(?<![A-Za-z0-9])[rs]k_live_[0-9A-Za-z]{24,}"),
         9,
-        ("rk_live_", "sk_live_"),
+        _anchors("k_live_[0-9A-Za-z]{24}"),
+        lead=1,
     ),
     _Rule(
         "password in URL",
         re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]+:(?P<s>[^\s/:@'\"]+)@[A-Za-z0-9.-]+"),
         0,
-        ("://",),
+        # Not just `://`: a URL without a user and password is common and never a finding.
+        _anchors(f"://{_URL_USERINFO}:{_URL_USERINFO}@"),
         lambda s: not _is_placeholder(s),
         group="s",
+        lead=_AFTER_SCHEME,
     ),
 )
+
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+
+
+def _scheme_starts(text: str, colon: int) -> list[int]:
+    """Where a URL whose `://` is at `colon` may start: `\\b[A-Za-z]` holds only at the start of
+    the run of scheme characters before it, or just after a `+`, `.` or `-` inside that run."""
+    start = colon
+    while start > 0 and text[start - 1] in _SCHEME_CHARS:
+        start -= 1  # runs before successive `://` are disjoint: O(len(text)) in all
+    return [start, *(i + 1 for i in range(start, colon) if text[i] in "+.-")]
+
+
+def _starts(rule: _Rule, text: str) -> list[int]:
+    """Every offset where a match of `rule` may start in `text` (and more), in increasing order."""
+    starts: list[int] = []
+    for anchor in rule.anchors:
+        pos = 0
+        while m := anchor.search(text, pos):
+            pos = m.start() + 1  # not m.end(): anchors may overlap (`AKIAKIA…`)
+            if rule.lead == _AFTER_SCHEME:
+                starts += _scheme_starts(text, m.start())
+            elif m.start() >= rule.lead:
+                starts.append(m.start() - rule.lead)
+    return sorted(starts)
+
+
+def _matches(rule: _Rule, text: str) -> Iterator[re.Match[str]]:
+    """What `rule.pattern.finditer(text)` yields, trying the pattern only at `_starts`.
+
+    finditer yields the leftmost match at or after the end of the previous one; a match can only
+    start at one of `_starts`, and `match(text, pos)` sees the characters before `pos` (for the
+    lookbehinds and `\\b`), so trying those in order finds the same matches.
+    """
+    end = 0
+    for start in _starts(rule, text):
+        if start >= end and (m := rule.pattern.match(text, start)):
+            end = m.end()
+            yield m
+
 
 # --- env-style assignments (only in env, config and script files) ----------------------------
 
@@ -237,6 +275,8 @@ _ASSIGNMENT = re.compile(
 )
 _PASSWORD_WORDS = frozenset({"PASSWORD", "PASSWD", "PASS", "PWD", "PASSPHRASE"})
 _SECRET_ENDINGS = ("SECRET", "SECRET_KEY", "API_KEY", "APIKEY", "ACCESS_KEY", "PRIVATE_KEY", "AUTH_KEY")
+# Every key `_secret_key_kind` accepts holds one of these, in any case (keys are ASCII).
+_KEY_WORDS = (b"pass", b"pwd", b"secret", b"key")
 _PLACEHOLDER_WORDS = frozenset(
     {"null", "none", "nil", "true", "false", "changeme", "change_me", "change-me", "password", "secret"}
 )
@@ -285,19 +325,78 @@ def _is_placeholder(value: str) -> bool:
     )
 
 
-def _scan_assignments(path: str, text: str, style: str, taken: set[int]) -> list[tuple[int, Finding]]:
-    found: list[tuple[int, Finding]] = []
-    for m in _ASSIGNMENT.finditer(text):
-        kind = _secret_key_kind(m.group("key"))
-        if kind is None:
+def _key_lines(text: str) -> set[int]:
+    """The starts of the lines of `text` that may hold a secret assignment (and more)."""
+    # One byte per character, so offsets are those of `text`; bytes.lower() folds ASCII only and
+    # runs ~10x faster than str.lower(), and keys are ASCII.
+    low = text.encode("latin-1", "replace").lower()
+    starts: set[int] = set()
+    for word in _KEY_WORDS:
+        i = low.find(word)
+        while i >= 0:
+            starts.add(low.rfind(b"\n", 0, i) + 1)
+            eol = low.find(b"\n", i)
+            i = -1 if eol < 0 else low.find(word, eol)
+    return starts
+
+
+class _Hit(NamedTuple):
+    start: int  # offset of the match in the text scanned
+    kind: str
+    excerpt: str
+
+
+def _assignment_hits(text: str, style: str, taken: set[int]) -> list[_Hit]:
+    hits: list[_Hit] = []
+    for start in sorted(_key_lines(text) - taken):
+        # A match spans one line and starts where it does, so matching at the start of each line
+        # that may hold one finds what finditer would.
+        m = _ASSIGNMENT.match(text, start)
+        if m is None or (kind := _secret_key_kind(m.group("key"))) is None:
             continue
         value = _literal(m.group("value"), style)
-        if value is None or _is_placeholder(value):
-            continue
-        line = text.count("\n", 0, m.start()) + 1
-        if line not in taken:
-            found.append((m.start(), Finding(path, line, kind, f"{m.group('key')}={mask(value, 2)}")))
-    return found
+        if value is not None and not _is_placeholder(value):
+            hits.append(_Hit(start, kind, f"{m.group('key')}={mask(value, 2)}"))
+    return hits
+
+
+def _hits(text: str, style: str | None) -> list[_Hit]:
+    """Findings in `text`, in order of appearance."""
+    hits: list[_Hit] = []
+    spans: list[tuple[int, int]] = []  # of the secrets reported: disjoint, so sorted by start and end
+    for rule in _RULES:
+        for m in _matches(rule, text):
+            secret, (start, end) = m.group(rule.group), m.span(rule.group)
+            if rule.check is not None and not rule.check(secret):
+                continue
+            # One secret, one finding: `https://u:hf_…@host` is a token, not also a URL password.
+            # Only the last span starting before `end` can overlap this one.
+            i = bisect.bisect_left(spans, (end,))
+            if i and spans[i - 1][1] > start:
+                continue
+            spans.insert(i, (start, end))
+            hits.append(_Hit(m.start(), rule.kind, secret if rule.reveal else mask(secret, rule.show)))
+    hits.sort(key=lambda hit: hit.start)
+    if style is not None:
+        # A line with a token on it is reported for the token, not also for its assignment.
+        taken: set[int] = set()
+        line_start = pos = 0
+        for hit in hits:  # each character looked at once, however many hits share a long line
+            line_start = text.rfind("\n", pos, hit.start) + 1 or line_start
+            pos = hit.start
+            taken.add(line_start)
+        hits += _assignment_hits(text, style, taken)
+        hits.sort(key=lambda hit: hit.start)
+    return hits
+
+
+def _findings(path: str, text: str, hits: Iterable[_Hit], line: int = 1) -> Iterator[Finding]:
+    """`hits` (in order) as findings; `line`: the number of the line `text` starts in."""
+    pos = 0
+    for hit in hits:
+        line += text.count("\n", pos, hit.start)
+        pos = hit.start
+        yield Finding(path, line, hit.kind, hit.excerpt)
 
 
 def scan_text(path: str, data: bytes) -> list[Finding]:
@@ -307,59 +406,90 @@ def scan_text(path: str, data: bytes) -> list[Finding]:
     env, config and script files, so JSON vocabularies and prose never match them.
     """
     text = data.decode("utf-8", errors="replace")
-    found: list[tuple[int, Finding]] = []
-    taken: set[int] = set()
-    spans: list[tuple[int, int]] = []
-    # Only the AWS secret rule needs it, and its needle holds "_" (which casefolding keeps).
-    folded = text.casefold() if "_" in text else ""
-    seen: dict[tuple[str, bool], bool] = {}
-    for rule in _RULES:
-        if not rule.may_match(text, folded, seen):
-            continue
-        for m in rule.pattern.finditer(text):
-            secret, (start, end) = m.group(rule.group), m.span(rule.group)
-            if rule.check is not None and not rule.check(secret):
-                continue
-            # One secret, one finding: `https://u:hf_…@host` is a token, not also a URL password.
-            if any(start < e and s < end for s, e in spans):
-                continue
-            spans.append((start, end))
-            line = text.count("\n", 0, m.start()) + 1
-            taken.add(line)
-            excerpt = secret if rule.reveal else mask(secret, rule.show)
-            found.append((m.start(), Finding(path, line, rule.kind, excerpt)))
+    return list(_findings(path, text, _hits(text, _assignment_style(path))))
+
+
+def _scan_stream(path: str, blocks: Iterable[bytes]) -> list[Finding]:
+    """`scan_text(path, b"".join(blocks))`, holding about two blocks of text at a time.
+
+    Each window of text ends after its last newline, and what follows goes on to the next one:
+    every match lies within one line, so none is cut. A window without a newline is part of a
+    long line: hits in all but its last _OVERLAP_CHARS are reported, and the next window starts
+    _OVERLAP_CHARS before that point, so a match shorter than that is seen whole, with what
+    precedes it, and reported once. (The value of a `KEY=value` on such a line ends where the
+    window does: it is still reported, its masked length may fall short.)
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     style = _assignment_style(path)
-    if style is not None:
-        found += _scan_assignments(path, text, style, taken)
-    return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+    findings: list[Finding] = []
+    tail = ""  # the text the previous window left to the next
+    line = 1  # the number of the line `tail` starts in
+    # Hits in `tail` before this offset were reported by the previous window. It is never 0 when
+    # `tail` starts inside a line, so a `KEY=value` look-alike at offset 0 there is never reported.
+    done = 0
+    for block, final in itertools.chain(((b, False) for b in blocks), [(b"", True)]):
+        text = tail + decoder.decode(block, final)
+        cut = len(text) if final else text.rfind("\n") + 1
+        if cut:  # whole lines: no match crosses `cut`
+            keep, scanned = cut, text[:cut]
+        else:  # all of it inside one long line
+            cut = max(len(text) - _OVERLAP_CHARS, 0)
+            keep, scanned = max(cut - _OVERLAP_CHARS, 0), text
+        hits = [hit for hit in _hits(scanned, style) if done <= hit.start < cut]
+        findings += _findings(path, text, hits, line)
+        # = text.count("\n", 0, keep), faster: every newline of `text` is in `block` (never in
+        # `tail`) and before `keep` (a window that keeps less than it all has no newline).
+        line += block.count(b"\n")
+        done = cut - keep
+        tail = text[keep:]
+    return findings
 
 
 # --- folders ---------------------------------------------------------------------------------
 
-# Weights and archives are never read: they are large, binary, and not where people paste keys.
-_SKIP_SUFFIXES = (
+# Weights and archives nearly always hold a NUL in their first bytes, but not every format must
+# (an ONNX graph is protobuf); under these names, bytes that are not UTF-8 mean binary as well.
+# A text file under such a name (a Git LFS pointer, a renamed dump) is still scanned.
+_BINARY_SUFFIXES = (
     ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".onnx", ".h5",
     ".msgpack", ".npy", ".npz", ".parquet", ".arrow", ".zip", ".gz", ".tar", ".zst",
 )  # fmt: skip
 
 
+def _is_binary(path: str, head: bytes) -> bool:
+    """Whether a file is binary, judged by its first bytes (`head`) and its name."""
+    if b"\0" in head:
+        return True
+    if not path.lower().endswith(_BINARY_SUFFIXES):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _scan_file(file: Path, path: str) -> list[Finding]:
+    with file.open("rb") as f:
+        head = f.read(BINARY_SNIFF_BYTES)
+        if _is_binary(path, head):
+            return []
+        first = head + f.read(SCAN_BLOCK_BYTES - len(head))
+        return _scan_stream(
+            path, itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
+        )
+
+
 def scan_folder(root: Path, paths: Iterable[str]) -> list[Finding]:
     """Scan the files at `paths` (relative POSIX paths under `root`) by name and by content.
 
-    Content is read only for files of at most MAX_SCAN_BYTES that are not weights or archives,
-    and skipped when the first BINARY_SNIFF_BYTES hold a NUL byte. OSError propagates.
+    Every text file is read whole, in blocks of SCAN_BLOCK_BYTES. A file is binary, and read no
+    further, when its first BINARY_SNIFF_BYTES hold a NUL byte or, under a weights or archive
+    name (`.safetensors`, `.bin`, `.gguf`, `.zip`…), are not UTF-8. OSError propagates.
     """
     findings: list[Finding] = []
     for rel in paths:
         if (by_name := scan_name(rel)) is not None:
             findings.append(by_name)
-        if rel.lower().endswith(_SKIP_SUFFIXES):
-            continue
-        file = root / rel
-        if file.stat().st_size > MAX_SCAN_BYTES:
-            continue
-        data = file.read_bytes()
-        if b"\0" in data[:BINARY_SNIFF_BYTES]:
-            continue
-        findings += scan_text(rel, data)
+        findings += _scan_file(root / rel, rel)
     return findings

@@ -10,7 +10,7 @@ import pytest
 from engine import _secrets as secrets_mod
 from engine._secrets import (
     BINARY_SNIFF_BYTES,
-    MAX_SCAN_BYTES,
+    SCAN_BLOCK_BYTES,
     Finding,
     mask,
     scan_folder,
@@ -344,20 +344,155 @@ def test_scan_folder_reports_names_and_contents(tmp_path: Path) -> None:
     ]
 
 
-def test_scan_folder_skips_binary_large_and_weight_files(tmp_path: Path) -> None:
+def test_scan_folder_skips_files_that_are_binary_by_content(tmp_path: Path) -> None:
     token_line = f"\ntoken = {HF_TOKEN}\n".encode()
     rels = write(
         tmp_path,
         {
             "blob.dat": b"\x00binary" + token_line,
-            "late-nul.txt": b"a" * BINARY_SNIFF_BYTES + b"\x00" + token_line,
-            "big.txt": b"x" * MAX_SCAN_BYTES + token_line,
-            "exactly-max.txt": token_line + b"y" * (MAX_SCAN_BYTES - len(token_line)),
-            "pytorch_model.bin": token_line,
-            "model.gguf": token_line,
+            "late-nul.txt": b"a" * BINARY_SNIFF_BYTES + b"\x00" + token_line,  # text up to the sniff
+            "pytorch_model.bin": b"PK\x03\x04\x14\x00" + token_line,  # torch.save: a zip
+            "model.gguf": b"GGUF\x03\x00\x00\x00" + token_line,
+            "model.onnx": b"\x08\x07\x12\x07pytorch\x8a\x01" + token_line,  # no NUL, not UTF-8
+            "notes.bin": token_line,  # a text file under a weights name is text
+            "latin1.txt": "caf\xe9 au lait".encode("latin-1") + token_line,  # not UTF-8, still text
         },
     )
-    assert [f.path for f in scan_folder(tmp_path, rels)] == ["late-nul.txt", "exactly-max.txt"]
+    assert [f.path for f in scan_folder(tmp_path, rels)] == ["late-nul.txt", "notes.bin", "latin1.txt"]
+
+
+# --- large files: read whole, a block at a time ------------------------------------------------
+
+MiB = 1024 * 1024
+FILLER = b"%07d lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do\n"
+LINE = len(FILLER % 0)
+
+
+def filler(n_bytes: int, first: int = 0) -> bytes:
+    """Plain text lines, numbered from `first`, `n_bytes` long (the last line may be cut short)."""
+    lines = (FILLER % i for i in range(first, first + n_bytes // LINE + 1))
+    return b"".join(lines)[:n_bytes]
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of each piece of text the scanner looks at, in order."""
+    seen: list[int] = []
+    real = secrets_mod._hits
+
+    def spy(text: str, style: str | None) -> list[secrets_mod._Hit]:
+        seen.append(len(text))
+        return real(text, style)
+
+    monkeypatch.setattr(secrets_mod, "_hits", spy)
+    return seen
+
+
+def test_secret_on_the_first_line_of_a_large_file_is_found(tmp_path: Path, windows: list[int]) -> None:
+    data = f"HF_TOKEN={HF_TOKEN}\n".encode() + filler(3 * MiB)
+    rels = write(tmp_path, {"notes.txt": data})
+    (finding,) = scan_folder(tmp_path, rels)
+    assert (finding.path, finding.line, finding.kind) == ("notes.txt", 1, "Hugging Face token")
+    assert HF_TOKEN not in finding.describe()
+    assert sum(windows) >= len(data) and max(windows) <= 2 * SCAN_BLOCK_BYTES  # whole, in bounded pieces
+
+
+def test_secrets_near_the_end_of_a_large_file_are_found_on_their_lines(tmp_path: Path) -> None:
+    body = filler(3 * MiB - 200)
+    lines_before = body.count(b"\n")
+    data = body + f"\nexport GITHUB_TOKEN={GH_TOKEN}\n# {AKIA_ID}".encode()  # no final newline
+    rels = write(tmp_path, {"deploy.sh": data})
+    found = [(f.line, f.kind) for f in scan_folder(tmp_path, rels)]
+    assert found == [(lines_before + 2, "GitHub token"), (lines_before + 3, "AWS access key id")]
+
+
+@pytest.mark.parametrize("block", [1, 2])
+@pytest.mark.parametrize("before", [1, 3, 20, len(HF_TOKEN) - 1])
+def test_a_secret_straddling_a_block_boundary_is_found(tmp_path: Path, block: int, before: int) -> None:
+    """`before` characters of the token sit before the end of block `block`, the rest after it."""
+    start = block * SCAN_BLOCK_BYTES - before
+    prefix = filler(start - len("key: ")) + b"key: "
+    data = prefix + HF_TOKEN.encode() + b"\n" + filler(MiB, first=10**6)
+    assert data[start:].startswith(HF_TOKEN.encode())
+    rels = write(tmp_path, {"notes.txt": data})
+    found = [(f.line, f.kind, f.excerpt) for f in scan_folder(tmp_path, rels)]
+    assert found == [(prefix.count(b"\n") + 1, "Hugging Face token", mask(HF_TOKEN, 5))]
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        SCAN_BLOCK_BYTES - 10,  # across the end of the first block
+        SCAN_BLOCK_BYTES - secrets_mod._OVERLAP_CHARS - 10,  # across where the first window stops reporting
+        2 * SCAN_BLOCK_BYTES - secrets_mod._OVERLAP_CHARS - 10,
+        2 * SCAN_BLOCK_BYTES - 2 * secrets_mod._OVERLAP_CHARS - 10,  # across where the next window begins
+    ],
+)
+def test_secrets_in_a_line_longer_than_a_block_are_found_once(
+    tmp_path: Path, windows: list[int], start: int
+) -> None:
+    # One 3 MiB line (minified JSON, say) and then a few ordinary lines.
+    line = bytearray(b"x," * (3 * MiB // 2))
+    line[start : start + len(OPENAI_KEY) + 2] = f" {OPENAI_KEY} ".encode()
+    tail = filler(3 * LINE) + f"pw: {SLACK_TOKEN}\n".encode()
+    rels = write(tmp_path, {"data.json": bytes(line) + b"\n" + tail})
+    found = [(f.line, f.kind) for f in scan_folder(tmp_path, rels)]
+    assert found == [(1, "OpenAI-style API key"), (5, "Slack token")]
+    assert max(windows) <= 2 * SCAN_BLOCK_BYTES
+
+
+def test_a_long_line_read_in_windows_is_one_line_for_assignments(tmp_path: Path) -> None:
+    # Where the second window starts, inside line 2, the text reads like a `KEY=value` line.
+    first = b"name: demo\n"
+    start = 2 * SCAN_BLOCK_BYTES - 2 * secrets_mod._OVERLAP_CHARS - len(first)
+    line = bytearray(b"y" * (3 * MiB))  # not `x`: `xxx` would make any value a placeholder
+    line[start - 8 : start + 25] = b" " * 8 + b"DB_PASSWORD=Sup3rS3cretPw"
+    rels = write(tmp_path, {"settings.cfg": first + bytes(line) + b"\napi_key: abcdef123456\n"})
+    assert [(f.line, f.kind) for f in scan_folder(tmp_path, rels)] == [(3, "secret assignment")]
+
+
+def test_a_large_binary_file_is_not_read_past_its_first_bytes(tmp_path: Path, windows: list[int]) -> None:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    token_line = f"\ntoken = {HF_TOKEN}\n".encode()
+    for name in ("model.safetensors", "data.dat"):
+        with (tmp_path / name).open("wb") as f:  # sparse: 64 MiB on paper, a few bytes on disk
+            f.write(len(header).to_bytes(8, "little") + header + token_line)
+            f.seek(64 * MiB)
+            f.write(token_line)
+    assert scan_folder(tmp_path, ["model.safetensors", "data.dat"]) == []
+    assert windows == []  # not one character of either was scanned
+
+
+def test_streamed_scan_matches_the_whole_text_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut anywhere, across lines, UTF-8 sequences and long lines, the stream finds what
+    scan_text finds over the whole text, on the same lines."""
+    rng = random.Random(5)
+    pieces = [*POSITIVES, "lorem ipsum ", "\n", "\r\n", "é", "ſ", "\U0001f600", "\xff", "=", " ",
+              "hf", "_", "-", "://", "A", "DB_PASSWORD=Sup3rS3cretPw", "x" * 300,
+              "ftp://bob:pä55wörd€@host ", "éhttps://u:Tr0ub4dor@h "]  # fmt: skip
+    for i in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        data = text.encode("utf-8", "surrogateescape")
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 12))))
+        blocks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        for path in ("notes.txt", ".env", "app.py"):
+            assert secrets_mod._scan_stream(path, blocks) == scan_text(path, data), (i, text, cuts)
+
+
+def test_long_line_windows_find_what_the_whole_text_scan_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines longer than the window: with a small overlap, every secret shorter than it is found
+    once, wherever the windows fall."""
+    monkeypatch.setattr(secrets_mod, "_OVERLAP_CHARS", 128)
+    rng = random.Random(6)
+    one_line = [p.split("\n")[0] for p in POSITIVES]  # the PEM header, not its body
+    pieces = [*one_line, "lorem", "ipsum", "hf_", "sk-", "://", "é", "\U0001f600", "x" * 90]
+    for i in range(300):
+        words = [rng.choice(pieces) for _ in range(rng.randint(1, 60))]
+        text = "".join(w + rng.choice("  \t\t\t\t\t\t\t\n") for w in words)  # long lines, few breaks
+        data = text.encode()
+        size = rng.randint(1, 300)
+        blocks = [data[j : j + size] for j in range(0, len(data), size)]
+        assert secrets_mod._scan_stream("notes.txt", blocks) == scan_text("notes.txt", data), (i, text, size)
 
 
 def test_scan_folder_propagates_missing_files(tmp_path: Path) -> None:
@@ -365,7 +500,7 @@ def test_scan_folder_propagates_missing_files(tmp_path: Path) -> None:
         scan_folder(tmp_path, ["gone.txt"])
 
 
-# --- pre-filters: a rule is skipped only when it cannot match ----------------------------------
+# --- anchors: a rule's pattern is tried only where a match can start ---------------------------
 
 POSITIVES = [HF_TOKEN, ORG_TOKEN, AKIA_ID, f"aws_secret_access_key = {AWS_SECRET}", GH_TOKEN, GH_PAT,
              SLACK_TOKEN, SLACK_HOOK, OPENAI_KEY, GOOGLE_KEY, STRIPE_KEY, PEM,
@@ -373,25 +508,35 @@ POSITIVES = [HF_TOKEN, ORG_TOKEN, AKIA_ID, f"aws_secret_access_key = {AWS_SECRET
 
 
 def unfiltered(path: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[Finding]:
+    """scan_text with each pattern run over the whole text and every line tried for a key."""
+
+    def every_line(text: str) -> set[int]:
+        return {0} | {i + 1 for i, c in enumerate(text) if c == "\n"}
+
     with monkeypatch.context() as m:
-        m.setattr(secrets_mod._Rule, "may_match", lambda *_: True)
+        m.setattr(secrets_mod, "_matches", lambda rule, text: rule.pattern.finditer(text))
+        m.setattr(secrets_mod, "_key_lines", every_line)
         return scan_text(path, data)
 
 
-def test_every_match_of_a_rule_holds_one_of_its_needles() -> None:
+def test_every_match_of_a_rule_starts_where_its_anchors_allow() -> None:
     for rule in secrets_mod._RULES:
         for text in POSITIVES:
-            for m in rule.pattern.finditer(text):
-                hay = m.group(0).casefold() if rule.folded else m.group(0)
-                assert any(n in hay for n in rule.needles), (rule.kind, m.group(0))
+            for text_around in (text, f"x {text} y", f"({text})\n"):
+                for m in rule.pattern.finditer(text_around):
+                    assert m.start() in secrets_mod._starts(rule, text_around), (rule.kind, m.group(0))
 
 
-def test_prefilters_never_change_the_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_anchored_matching_never_changes_the_findings(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(99)
     pieces = [*POSITIVES, "hf", "_", "-", ":", "//", "A", "K", "xox", "sk", "gh", "p", "AI", "za", "live",
-              "lorem ipsum ", "\n", "=", " ", "'", "ſ", "K", "aws_secret_access_key=", "\xff"]  # fmt: skip
+              "lorem ipsum ", "\n", "=", " ", "'", "ſ", "K", "aws_secret_access_key=", "\xff", "@", "+",
+              "http", ".", "KIA", "Pass", "_KEY: ", "export ", "İ"]  # fmt: skip
     for _ in range(400):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        for rule in secrets_mod._RULES:
+            spans = [m.span() for m in secrets_mod._matches(rule, text)]
+            assert spans == [m.span() for m in rule.pattern.finditer(text)], (rule.kind, text)
         for path in ("notes.txt", ".env", "app.py"):
             data = text.encode("utf-8", "surrogateescape")
             assert scan_text(path, data) == unfiltered(path, data, monkeypatch), text
