@@ -22,7 +22,7 @@ from aiohttp import web
 
 from engine._errors import UsageError
 from engine._models import RepoType
-from engine.server import _blob, _commit, _read, _write
+from engine.server import _blob, _commit, _discussions, _read, _write
 from engine.server._context import Ctx, ServerConfig, Services
 from engine.server._faults import FaultState, RateLimiter, Stats
 from engine.server._http import HubHTTPError, Signer, join_path, json_response, other_loopback, split_revision
@@ -63,30 +63,50 @@ def match_api(method: str, raw_path: str) -> tuple[str, Handler]:
 
 # What may follow `/api/<type>s/<id>`: a bare legacy id before one of these is redirected.
 _REPO_ACTIONS = frozenset(
-    {"revision", "tree", "paths-info", "refs", "commits", "preupload", "commit", "branch", "settings"}
-)
+    {"revision", "tree", "paths-info", "refs", "commits", "preupload", "commit", "branch", "tag", "settings",
+     "discussions"}
+)  # fmt: skip
 
 
 def legacy_location(store: Store, raw_path: str) -> str | None:
-    """Where the Hub sends a request naming a legacy bare id (`/api/models/gpt2`, `/gpt2/resolve/...`).
+    """Where the Hub sends a request naming a repo by another spelling than its canonical id.
 
-    Like the Hub, answer with a redirect to the `namespace/name` path rather than serving under
-    two names, so clients learn the canonical id and caches stay keyed by what the user asked.
+    Two cases: a legacy bare id (`/api/models/gpt2`, `/gpt2/resolve/...`, from `aliases.json`) and
+    a case variant (`/api/models/ACME/Tiny` for acme/tiny). Like the Hub, answer with a redirect
+    to the canonical path rather than serving under two names, so clients learn the real id.
     """
     segs = raw_path.split("/")[1:]
     if segs[:1] == ["api"]:
-        if len(segs) >= 3 and segs[1] in _COLLECTIONS and (len(segs) == 3 or segs[3] in _REPO_ACTIONS):
-            if target := store.canonical_id(_COLLECTIONS[segs[1]], unquote(segs[2])):
-                return "/".join(["", "api", segs[1], target, *segs[3:]])
+        if len(segs) < 3 or segs[1] not in _COLLECTIONS:
+            return None
+        api_type, rest = _COLLECTIONS[segs[1]], segs[2:]
+        head = ["", "api", segs[1]]
+        if len(rest) == 1 or rest[1] in _REPO_ACTIONS:
+            if target := store.canonical_id(api_type, unquote(rest[0])):
+                return "/".join([*head, target, *rest[1:]])
+        if len(rest) == 2 or (len(rest) > 2 and rest[2] in _REPO_ACTIONS):
+            return _case_location(store, api_type, head, rest)
         return None
-    prefix: list[str] = []
+    head = [""]
     repo_type: RepoType = "model"
     if segs and segs[0] in _PREFIXES:
-        prefix, repo_type, segs = segs[:1], _PREFIXES[segs[0]], segs[1:]
+        head, repo_type, segs = ["", segs[0]], _PREFIXES[segs[0]], segs[1:]
     if len(segs) >= 3 and segs[1] in ("resolve", "raw"):
         if target := store.canonical_id(repo_type, unquote(segs[0])):
-            return "/".join(["", *prefix, target, *segs[1:]])
+            return "/".join([*head, target, *segs[1:]])
+    if len(segs) >= 4 and segs[2] in ("resolve", "raw"):
+        return _case_location(store, repo_type, head, segs)
     return None
+
+
+def _case_location(store: Store, repo_type: RepoType, head: list[str], segs: list[str]) -> str | None:
+    """The same path with `segs[0]/segs[1]` in the stored spelling, if only a case variant exists."""
+    try:
+        repo = repo_ref(repo_type, f"{unquote(segs[0])}/{unquote(segs[1])}")
+    except UsageError:
+        return None
+    target = store.canonical_case(repo_type, repo.repo_id)
+    return "/".join([*head, target, *segs[2:]]) if target else None
 
 
 def _match_api_tree(method: str, segs: list[str]) -> tuple[str, Handler]:
@@ -123,6 +143,14 @@ def _match_api_tree(method: str, segs: list[str]) -> tuple[str, Handler]:
         return "commit", partial(_commit.commit, repo=repo, rev=join_path(after))
     if action == "branch" and after and method in ("POST", "DELETE"):
         return "branch", partial(_write.branch, repo=repo, name=join_path(after))
+    if action == "tag" and after and method in ("POST", "DELETE"):
+        return "tag", partial(_write.tag, repo=repo, name=join_path(after))
+    if action == "discussions" and not after and method == "POST":
+        return "discussion-create", partial(_discussions.create, repo=repo)
+    if action == "discussions" and len(after) <= 1 and method == "GET":
+        if after:
+            return "discussions", partial(_discussions.details, repo=repo, num=unquote(after[0]))
+        return "discussions", partial(_discussions.listing, repo=repo)
     if action == "settings" and not after and method == "PUT":
         return "settings", partial(_write.settings, repo=repo)
     return "other", _not_found

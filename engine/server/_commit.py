@@ -24,6 +24,7 @@ from aiohttp import web
 
 from engine._models import RepoRef
 from engine.server._context import Ctx
+from engine.server._discussions import add_record, next_number
 from engine.server._hashing import FileDigest
 from engine.server._http import HubHTTPError, json_response, truthy
 from engine.server._read import revision_snapshot
@@ -242,8 +243,7 @@ async def commit(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
         staged = await anyio.to_thread.run_sync(_stage, ctx, plan)
         try:
             if create_pr:
-                number = 1 + max((int(b.rsplit("/", 1)[1]) for b in store.branches(repo)
-                                  if b.startswith("refs/pr/") and b.rsplit("/", 1)[1].isdigit()), default=0)  # fmt: skip
+                number = next_number(store, repo)
                 branch = f"refs/pr/{number}"
                 top = store.branch_dir(repo, branch)
                 staging = store.new_tmp("pr-")
@@ -263,12 +263,17 @@ async def commit(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
         snap = await store.snapshot(repo, branch)
         assert snap is not None
         summary, description = header.get("summary"), header.get("description")
+        title = summary if isinstance(summary, str) else ""
+        message = description if isinstance(description, str) else ""
         store.record_commit(
             repo,
-            {"id": snap.commit, "branch": branch, "title": summary if isinstance(summary, str) else "",
-             "message": description if isinstance(description, str) else "", "date": time.time(),
+            {"id": snap.commit, "branch": branch, "title": title, "message": message, "date": time.time(),
              "author": token.user, "parents": [base.commit]},
         )  # fmt: skip
+        if create_pr:
+            # Like the Hub, a PR opened by a commit is an (open) discussion too.
+            add_record(store, repo, number, title=title, description=message, author=token.user,
+                       pull_request=True, status="open")  # fmt: skip
     url = ctx.repo_url(repo)
     body: dict[str, object] = {
         "success": True,

@@ -17,7 +17,18 @@ from engine._config import HostLimits
 from engine._ratelimit import TokenBucket
 
 WRITE_KINDS = frozenset(
-    {"repo-create", "repo-delete", "preupload", "lfs-batch", "lfs-verify", "upload", "commit", "branch"}
+    {
+        "repo-create",
+        "repo-delete",
+        "preupload",
+        "lfs-batch",
+        "lfs-verify",
+        "upload",
+        "commit",
+        "branch",
+        "tag",
+        "discussion-create",
+    }
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import mimetypes
 from collections.abc import Mapping, Sequence
@@ -12,11 +13,12 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from engine._models import RepoRef, RepoType
+from engine.server._card import read_front_matter, with_card
 from engine.server._context import Ctx
 from engine.server._faults import BodyFaults
 from engine.server._http import HubHTTPError, json_response, query_list, truthy
 from engine.server._rules import iso_date, lfs_pointer, mongo_id
-from engine.server._store import Entry, Snapshot, iter_prefixed
+from engine.server._store import TAG_PREFIX, Entry, Snapshot, iter_prefixed
 from engine.server._stream import RangeNotSatisfiable, range_headers, send_file
 
 _COMMON_EXPAND = (
@@ -80,6 +82,7 @@ _LIST_FULL = ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 _INFO_HIDDEN = frozenset({"downloadsAllTime", "xetEnabled", "resourceGroup"})
 _NEEDS_SNAPSHOT = frozenset({"sha", "lastModified", "siblings", "usedStorage", "mainSize"})
 _NO_FAULTS = BodyFaults()
+README = "README.md"
 _SORT_ALIASES = {
     "last_modified": "lastModified",
     "created_at": "createdAt",
@@ -250,9 +253,12 @@ async def list_repos(ctx: Ctx, repo_type: RepoType) -> web.Response:
 
     rows: list[dict[str, object]] = []
     for repo in store.list_repos(repo_type):
-        meta = store.meta(repo)
-        if meta.get("private") and (ctx.token is None or not ctx.token.reaches(repo.repo_id.split("/")[0])):
+        sidecar = store.meta(repo)
+        if sidecar.get("private") and (
+            ctx.token is None or not ctx.token.reaches(repo.repo_id.split("/")[0])
+        ):
             continue
+        meta = card_meta(ctx, repo, sidecar, None)
         if not _matches(ctx, repo, meta):
             continue
         snap = await store.snapshot(repo) if need_snap else None
@@ -297,10 +303,23 @@ def _next_url(ctx: Ctx, offset: int) -> str:
 
 
 # ---- repo info --------------------------------------------------------------------------------
+def card_meta(
+    ctx: Ctx, repo: RepoRef, meta: Mapping[str, object], snap: Snapshot | None
+) -> dict[str, object]:
+    """Sidecar metadata merged with the README front matter of `snap` (main's when None)."""
+    if snap is None:  # listings: no snapshot needed to find main's README
+        path: str | None = str(ctx.svc.store.repo_dir(repo) / README)
+    else:
+        entry = snap.files.get(README)
+        path = entry.abs_path if entry is not None else None
+    return with_card(meta, read_front_matter(path) if path else {})
+
+
 async def repo_info(ctx: Ctx, repo: RepoRef, rev: str | None) -> web.Response:
-    meta = ctx.require_repo(repo)
+    sidecar = ctx.require_repo(repo)
     expand = _expand_fields(ctx, repo.repo_type)
     snap = await revision_snapshot(ctx, repo, rev or "main")
+    meta = card_meta(ctx, repo, sidecar, snap)
     props = repo_props(ctx, repo, meta, snap, blobs=truthy(ctx.query.get("blobs")))
     if expand is not None:
         return json_response(_select(props, expand))
@@ -390,33 +409,61 @@ async def refs(ctx: Ctx, repo: RepoRef) -> web.Response:
             prs.append({"name": name, "ref": name, "targetCommit": snap.commit})
         else:
             branches.append({"name": name, "ref": f"refs/heads/{name}", "targetCommit": snap.commit})
-    body: dict[str, object] = {"branches": branches, "converts": [], "tags": []}
+    tags = []
+    for name in ctx.svc.store.tags(repo):
+        if (snap := await ctx.svc.store.snapshot(repo, TAG_PREFIX + name)) is not None:
+            tags.append({"name": name, "ref": TAG_PREFIX + name, "targetCommit": snap.commit})
+    body: dict[str, object] = {"branches": branches, "converts": [], "tags": tags}
     if truthy(ctx.query.get("include_prs")):
         body["pullRequests"] = prs
     return json_response(body)
 
 
+def _ancestors(log: Sequence[Mapping[str, object]], head: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """Older commits by following recorded parents: a tag has no records of its own."""
+    by_id = {r.get("id"): r for r in log}  # later records win: the latest write of that tree
+    out: list[Mapping[str, object]] = []
+    seen = {head.get("id")}
+    rec: Mapping[str, object] | None = head
+    while rec is not None:
+        parents = rec.get("parents")
+        parent = parents[0] if isinstance(parents, list) and parents else None
+        rec = by_id.get(parent) if parent not in seen else None
+        if rec is not None:
+            seen.add(parent)
+            out.append(rec)
+    return out
+
+
+def _formatted(text: object) -> str:
+    """The Hub renders titles and messages for HTML; escaping keeps plain text readable and safe."""
+    return html.escape(str(text or ""))
+
+
 async def commits(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
     ctx.require_repo(repo)
     snap = await revision_snapshot(ctx, repo, rev)
-    head = ctx.svc.store.commit_info(snap)
-    older = [
-        r
-        for r in reversed(ctx.svc.store.commit_log(repo))
-        if r.get("branch") == snap.branch and r.get("id") != snap.commit
-    ]
+    store = ctx.svc.store
+    head = store.commit_info(snap)
+    log = store.commit_log(repo)
+    if snap.branch.startswith(TAG_PREFIX):
+        older = _ancestors(log, head)
+    else:
+        older = [r for r in reversed(log) if r.get("branch") == snap.branch and r.get("id") != snap.commit]
+    formatted = "formatted" in query_list(ctx.query, "expand")
     items = []
     for rec in [head, *older]:
         date = rec.get("date")
-        items.append(
-            {
-                "id": rec.get("id"),
-                "title": rec.get("title", ""),
-                "message": rec.get("message", ""),
-                "authors": [{"user": rec.get("author", "batuta"), "avatar": None}],
-                "date": iso_date(float(date) if isinstance(date, int | float) else snap.last_modified),
-            }
-        )
+        item = {
+            "id": rec.get("id"),
+            "title": rec.get("title", ""),
+            "message": rec.get("message", ""),
+            "authors": [{"user": rec.get("author", "batuta"), "avatar": None}],
+            "date": iso_date(float(date) if isinstance(date, int | float) else snap.last_modified),
+        }
+        if formatted:
+            item["formatted"] = {"title": _formatted(item["title"]), "message": _formatted(item["message"])}
+        items.append(item)
     return json_response(items, headers={"X-Total-Count": str(len(items))})
 
 

@@ -1,7 +1,8 @@
 """The root folder as a set of repos: discovery, metadata, branches and content snapshots.
 
 See LAYOUT.md for the folder layout. The main branch of a repo is the plain folder
-`<root>/<type>s/<ns>/<name>/`; other branches live under `<root>/.batuta/branches/`. A branch's
+`<root>/<type>s/<ns>/<name>/`; other branches live under `<root>/.batuta/branches/` and tags
+(frozen copies, named `refs/tags/<tag>` as refs) under `<root>/.batuta/tags/`. A branch's
 commit id is derived from its content (`_rules.commit_id`), so files copied in by hand need no
 registration: the next request sees a new commit.
 """
@@ -44,6 +45,7 @@ from engine.server._rules import (
 )
 
 MAIN = "main"
+TAG_PREFIX = "refs/tags/"
 TMP_SUFFIX = ".batuta-tmp"
 IGNORED_NAMES = frozenset({".git", ".batuta"})
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -186,10 +188,19 @@ class Store:
     def branches_root(self, repo: RepoRef) -> Path:
         return self.state / "branches" / COLLECTIONS[repo.repo_type] / repo.repo_id
 
+    def tags_root(self, repo: RepoRef) -> Path:
+        return self.state / "tags" / COLLECTIONS[repo.repo_type] / repo.repo_id
+
     def branch_dir(self, repo: RepoRef, branch: str) -> Path:
+        """The folder of a ref: `main`, another branch, `refs/pr/N`, or a tag as `refs/tags/<t>`."""
         if branch == MAIN:
             return self.repo_dir(repo)
+        if branch.startswith(TAG_PREFIX):
+            return self.tags_root(repo) / quote(branch.removeprefix(TAG_PREFIX), safe="")
         return self.branches_root(repo) / quote(branch, safe="")
+
+    def discussions_file(self, repo: RepoRef) -> Path:
+        return self.state / "discussions" / COLLECTIONS[repo.repo_type] / f"{repo.repo_id}.json"
 
     def commits_file(self, repo: RepoRef) -> Path:
         return self.state / "commits" / COLLECTIONS[repo.repo_type] / f"{repo.repo_id}.jsonl"
@@ -211,6 +222,22 @@ class Store:
         validate_repo_id(name, legacy=True)
         validate_repo_id(repo_id)
         self.aliases.update(lambda data: _set_alias(data, COLLECTIONS[repo_type], name, repo_id))
+
+    def canonical_case(self, repo_type: RepoType, repo_id: str) -> str | None:
+        """The stored spelling of `repo_id` when only a case variant of it exists, else None.
+
+        The Hub matches ids case-insensitively and redirects to the canonical spelling; a scan is
+        only made when the exact folder is missing, so requests for existing repos cost one stat.
+        """
+        ns, _, name = repo_id.partition("/")
+        top = self.root / COLLECTIONS[repo_type]
+        if not name or (top / ns / name).is_dir():
+            return None
+        for ns_dir in _case_variants(top, ns):
+            for repo_dir in _case_variants(ns_dir, name):
+                with contextlib.suppress(UsageError):
+                    return repo_ref(repo_type, f"{ns_dir.name}/{repo_dir.name}").repo_id
+        return None
 
     def exists(self, repo: RepoRef) -> bool:
         return self.repo_dir(repo).is_dir()
@@ -245,6 +272,10 @@ class Store:
         top = self.branches_root(repo)
         others = sorted(unquote(d.name) for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
         return [MAIN, *(b for b in others if b != MAIN)]
+
+    def tags(self, repo: RepoRef) -> list[str]:
+        top = self.tags_root(repo)
+        return sorted(unquote(d.name) for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
 
     def commit_log(self, repo: RepoRef) -> list[dict[str, object]]:
         """Commits recorded by the write API, oldest first (hand edits leave no record)."""
@@ -415,14 +446,17 @@ class Store:
         return snap
 
     async def resolve(self, repo: RepoRef, rev: str) -> Snapshot | None:
-        """The snapshot a revision names: a branch, `refs/heads/<b>`, or the commit id of a branch head."""
+        """The snapshot a revision names: a branch (or `refs/heads/<b>`), a tag (or `refs/tags/<t>`),
+        or the commit id of a branch head or tag. A branch wins over a tag of the same name."""
         branches = self.branches(repo)
-        rev = rev.removeprefix("refs/heads/")
-        if rev in branches:
-            return await self.snapshot(repo, rev)
+        tags = self.tags(repo)
+        if (name := rev.removeprefix("refs/heads/")) in branches:
+            return await self.snapshot(repo, name)
+        if (name := rev.removeprefix(TAG_PREFIX)) in tags:
+            return await self.snapshot(repo, TAG_PREFIX + name)
         if HEX40.match(rev):
-            for b in branches:
-                snap = await self.snapshot(repo, b)
+            for ref in [*branches, *(TAG_PREFIX + t for t in tags)]:
+                snap = await self.snapshot(repo, ref)
                 if snap is not None and snap.commit == rev:
                     return snap
         return None
@@ -471,6 +505,15 @@ class Store:
                 tmp.write_bytes(content.encode() if isinstance(content, str) else content)
             os.replace(tmp, dest)
         self.invalidate(repo)
+
+
+def _case_variants(folder: Path, name: str) -> list[Path]:
+    """Sub-folders of `folder` whose name equals `name` ignoring case, in a stable order."""
+    try:
+        subdirs = sorted(d for d in folder.iterdir() if d.is_dir())
+    except OSError:
+        return []
+    return [d for d in subdirs if d.name.lower() == name.lower()]
 
 
 def iter_prefixed(paths: Iterable[str], folder: str) -> list[str]:

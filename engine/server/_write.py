@@ -1,4 +1,4 @@
-"""Write routes except the commit itself: repos, preupload, LFS batch/verify, branches, account.
+"""Write routes except the commit itself: repos, preupload, LFS batch/verify, branches, tags, account.
 
 Every write needs a token whose role is `write` for the target namespace (401 without a
 valid token, 403 with a read-only one). Hub-protocol §8 and §13 describe the shapes.
@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+import anyio
 from aiohttp import web
 
 from engine._errors import UsageError
@@ -25,13 +26,13 @@ from engine.server._context import Ctx
 from engine.server._http import HubHTTPError, json_response
 from engine.server._read import revision_snapshot
 from engine.server._rules import DEFAULT_GITATTRIBUTES, attribute_matches, is_lfs, mongo_id
-from engine.server._store import MAIN, Snapshot, repo_ref
+from engine.server._store import MAIN, TAG_PREFIX, Snapshot, Store, repo_ref
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 LFS_JSON = "application/vnd.git-lfs+json"
 
 
-async def _json_body(ctx: Ctx) -> dict[str, object]:
+async def json_body(ctx: Ctx) -> dict[str, object]:
     try:
         data = await ctx.request.json()
     except ValueError:
@@ -45,7 +46,7 @@ def _namespace(repo: RepoRef) -> str:
     return repo.repo_id.split("/")[0]
 
 
-def _writable_repo(ctx: Ctx, repo: RepoRef) -> dict[str, object]:
+def writable_repo(ctx: Ctx, repo: RepoRef) -> dict[str, object]:
     meta = ctx.require_repo(repo)
     ctx.require_writer(_namespace(repo))
     return meta
@@ -92,7 +93,7 @@ def _repo_from_body(ctx: Ctx, body: Mapping[str, object]) -> RepoRef:
 
 
 async def create_repo(ctx: Ctx) -> web.Response:
-    body = await _json_body(ctx)
+    body = await json_body(ctx)
     repo = _repo_from_body(ctx, body)
     ctx.require_writer(_namespace(repo))
     store = ctx.svc.store
@@ -123,23 +124,24 @@ async def create_repo(ctx: Ctx) -> web.Response:
 
 
 async def delete_repo(ctx: Ctx) -> web.Response:
-    repo = _repo_from_body(ctx, await _json_body(ctx))
-    _writable_repo(ctx, repo)
+    repo = _repo_from_body(ctx, await json_body(ctx))
+    writable_repo(ctx, repo)
     store = ctx.svc.store
     # Move out of the way first so readers never see a half-deleted repo.
     gone = store.new_tmp("deleted-")
     os.replace(store.repo_dir(repo), gone)
     shutil.rmtree(gone, ignore_errors=True)
     shutil.rmtree(store.branches_root(repo), ignore_errors=True)
-    for path in (store.meta_file(repo), store.commits_file(repo)):
+    shutil.rmtree(store.tags_root(repo), ignore_errors=True)
+    for path in (store.meta_file(repo), store.commits_file(repo), store.discussions_file(repo)):
         path.unlink(missing_ok=True)
     store.invalidate(repo)
     return web.Response(text="OK")
 
 
 async def settings(ctx: Ctx, repo: RepoRef) -> web.Response:
-    meta = _writable_repo(ctx, repo)
-    body = await _json_body(ctx)
+    meta = writable_repo(ctx, repo)
+    body = await json_body(ctx)
     if "private" in body:
         meta["private"] = bool(body["private"])
     if "visibility" in body:
@@ -180,9 +182,9 @@ def _read_text(snap: Snapshot, path: str) -> str | None:
 
 
 async def preupload(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
-    _writable_repo(ctx, repo)
+    writable_repo(ctx, repo)
     snap = await revision_snapshot(ctx, repo, rev)
-    body = await _json_body(ctx)
+    body = await json_body(ctx)
     files = body.get("files")
     if not isinstance(files, list):
         raise HubHTTPError(400, "'files' must be a list")
@@ -235,10 +237,10 @@ def _upload_actions(
 
 
 async def lfs_batch(ctx: Ctx, repo: RepoRef) -> web.Response:
-    body = await _json_body(ctx)
+    body = await json_body(ctx)
     operation = body.get("operation")
     if operation == "upload":
-        _writable_repo(ctx, repo)
+        writable_repo(ctx, repo)
     else:
         ctx.check_gated(repo, ctx.require_repo(repo))
     raw_transfers = body.get("transfers")
@@ -275,8 +277,8 @@ async def lfs_batch(ctx: Ctx, repo: RepoRef) -> web.Response:
 
 
 async def lfs_verify(ctx: Ctx, repo: RepoRef) -> web.Response:
-    _writable_repo(ctx, repo)
-    body = await _json_body(ctx)
+    writable_repo(ctx, repo)
+    body = await json_body(ctx)
     oid, size = body.get("oid"), body.get("size")
     found = ctx.svc.store.locate_blob(oid) if isinstance(oid, str) and _HEX64.match(oid) else None
     if found is None or (isinstance(size, int) and found[1] != size):
@@ -284,29 +286,66 @@ async def lfs_verify(ctx: Ctx, repo: RepoRef) -> web.Response:
     return json_response({"oid": oid, "size": found[1]})
 
 
-# ---- branches ---------------------------------------------------------------------------------
+# ---- branches and tags ------------------------------------------------------------------------
+def _valid_ref_name(name: str) -> bool:
+    return bool(name) and not name.startswith(("refs/", "/")) and not name.endswith("/") and ".." not in name
+
+
+def _remove_dir(store: Store, top: Path) -> None:
+    # Moved out of the way first so readers never see a half-deleted ref.
+    gone = store.new_tmp("ref-")
+    os.replace(top, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 async def branch(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
-    _writable_repo(ctx, repo)
+    writable_repo(ctx, repo)
     store = ctx.svc.store
     if ctx.request.method == "DELETE":
-        if name == MAIN or name not in store.branches(repo):
-            raise HubHTTPError(
-                404 if name != MAIN else 403, f"Invalid rev id: {name}", code="RevisionNotFound"
-            )
-        gone = store.new_tmp("branch-")
-        os.replace(store.branch_dir(repo, name), gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        if name == MAIN:
+            # Not a missing revision: a RevisionNotFound code would make clients say "not found".
+            raise HubHTTPError(403, f"Cannot delete the default branch '{MAIN}' of {repo.repo_id}")
+        if name not in store.branches(repo):
+            raise HubHTTPError(404, f"Invalid rev id: {name}", code="RevisionNotFound")
+        _remove_dir(store, store.branch_dir(repo, name))
         store.invalidate(repo)
         return json_response({})
-    if not name or name.startswith("refs/") or ".." in name:
+    if not _valid_ref_name(name):
         raise HubHTTPError(400, f"invalid branch name {name!r}")
     if name in store.branches(repo):
         raise HubHTTPError(409, f"Reference already exists: refs/heads/{name}")
-    body = await _json_body(ctx) if ctx.request.can_read_body else {}
+    body = await json_body(ctx) if ctx.request.can_read_body else {}
     start = body.get("startingPoint")
     base = await revision_snapshot(ctx, repo, start if isinstance(start, str) and start else MAIN)
     copy_tree(base, store.branch_dir(repo, name), store.new_tmp("branch-"))
     store.invalidate(repo)
+    return json_response({})
+
+
+async def tag(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
+    """`POST .../tag/{rev}` with `{"tag", "message"?}` tags a revision; `DELETE .../tag/{tag}` drops it.
+
+    There is no history to point into, so a tag is a frozen copy (hardlinks) of the revision's
+    files; the message is accepted and not kept.
+    """
+    writable_repo(ctx, repo)
+    store = ctx.svc.store
+    if ctx.request.method == "DELETE":
+        if name not in store.tags(repo):
+            raise HubHTTPError(404, f"Invalid rev id: {name}", code="RevisionNotFound")
+        _remove_dir(store, store.branch_dir(repo, TAG_PREFIX + name))
+        store.invalidate(repo)
+        return json_response({})
+    new = (await json_body(ctx)).get("tag")
+    if not isinstance(new, str) or not _valid_ref_name(new):
+        raise HubHTTPError(400, f"invalid tag name {new!r}")
+    # Under the commit lock, so a commit cannot swap files while they are being linked.
+    async with ctx.svc.commit_locks.setdefault(repo, anyio.Lock()):
+        if new in store.tags(repo):
+            raise HubHTTPError(409, f"Reference already exists: {TAG_PREFIX}{new}")
+        base = await revision_snapshot(ctx, repo, name)
+        copy_tree(base, store.branch_dir(repo, TAG_PREFIX + new), store.new_tmp("tag-"))
+        store.invalidate(repo)
     return json_response({})
 
 

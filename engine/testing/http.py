@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -63,6 +64,18 @@ def fetch(
         return Reply(resp.status, hdrs, data, complete)
     finally:
         conn.close()
+
+
+def post_json(url: str, payload: object, token: str | None = None) -> Reply:
+    """POST `payload` as a JSON body."""
+    headers = {"Content-Type": "application/json"}
+    return fetch("POST", url, body=json.dumps(payload), token=token, headers=headers)
+
+
+def expect_json(reply: Reply, status: int = 200) -> Any:
+    """The reply's JSON body, after checking its status (the reply is shown when it differs)."""
+    assert reply.status == status, reply
+    return reply.json()
 
 
 def official_client_env(endpoint: str, home: Path, token: str | None = None) -> dict[str, str]:

@@ -76,8 +76,9 @@ class _Controls:
         """Write a repo (replacing the branch's files) and return its head commit sha.
 
         `gated=True` means `"manual"`. `meta` adds sidecar fields (downloads, likes, tags,
-        pipeline_tag, library_name, license, cardData, createdAt, sdk, ...; see LAYOUT.md).
-        `revision` writes another branch of an existing repo instead of main.
+        pipeline_tag, library_name, license, cardData, createdAt, sdk, ...; see LAYOUT.md); a
+        `README.md` with a YAML header in `files` counts too, the sidecar winning on conflicts.
+        `revision` writes another branch (or a tag, as `refs/tags/<t>`) of an existing repo.
         """
         store = self._store()
         repo = repo_ref(repo_type, repo_id)

@@ -11,22 +11,15 @@ from typing import Any, cast
 import pytest
 
 from engine.testing import LocalHub
-from engine.testing.http import Reply, fetch
+from engine.testing.http import Reply, expect_json, fetch, post_json
 
 # Registered by the `hub` fixture in conftest.py.
 WRITE_TOKEN, READ_TOKEN = "hf_write_alice", "hf_read_bob"
 MiB = 1024 * 1024
 
 
-def _obj(reply: Reply, status: int = 200) -> dict[str, Any]:
-    assert reply.status == status, reply
-    return cast(dict[str, Any], reply.json())
-
-
 def _post(url: str, payload: object, token: str | None = WRITE_TOKEN) -> Reply:
-    return fetch(
-        "POST", url, body=json.dumps(payload), token=token, headers={"Content-Type": "application/json"}
-    )
+    return post_json(url, payload, token)
 
 
 def _ndjson(header: dict[str, object], *ops: tuple[str, dict[str, object]]) -> str:
@@ -50,7 +43,7 @@ def _file(path: str, data: bytes) -> tuple[str, dict[str, object]]:
 
 def _upload_lfs(hub: LocalHub, repo: str, data: bytes) -> str:
     oid = hashlib.sha256(data).hexdigest()
-    batch = _obj(
+    batch = expect_json(
         _post(
             f"{hub.url}/{repo}.git/info/lfs/objects/batch",
             {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]},
@@ -66,17 +59,17 @@ def test_create_repo_auth_and_conflict(hub: LocalHub) -> None:
     assert _post(url, {"name": "m", "organization": None}, token=None).status == 401
     assert _post(url, {"name": "m"}, token=READ_TOKEN).status == 403
     assert _post(url, {"name": "m"}, token="hf_bogus").status == 401
-    created = _obj(_post(url, {"name": "m", "organization": None, "private": False}))
+    created = expect_json(_post(url, {"name": "m", "organization": None, "private": False}))
     assert (
         created["url"] == f"{hub.url}/alice/m" and created["name"] == "alice/m" and len(created["id"]) == 24
     )
-    again = _obj(_post(url, {"name": "m"}), 409)
+    again = expect_json(_post(url, {"name": "m"}), 409)
     assert again == {"error": "You already created this model repo", "url": f"{hub.url}/alice/m"}
-    space = _obj(_post(url, {"name": "s", "organization": "acme", "type": "space", "sdk": "gradio",
+    space = expect_json(_post(url, {"name": "s", "organization": "acme", "type": "space", "sdk": "gradio",
                              "visibility": "private"}))  # fmt: skip
     assert space["url"] == f"{hub.url}/spaces/acme/s"
     assert fetch("GET", f"{hub.url}/api/spaces/acme/s").status == 401  # private
-    info = _obj(fetch("GET", f"{hub.url}/api/spaces/acme/s", token=WRITE_TOKEN))
+    info = expect_json(fetch("GET", f"{hub.url}/api/spaces/acme/s", token=WRITE_TOKEN))
     assert info["sdk"] == "gradio" and [s["rfilename"] for s in info["siblings"]] == [".gitattributes"]
     gone = fetch("DELETE", f"{hub.url}/api/repos/delete", token=WRITE_TOKEN,
                  body=json.dumps({"name": "m", "organization": "alice", "type": "model"}))  # fmt: skip
@@ -95,7 +88,7 @@ def test_preupload_modes_ignore_and_oids(hub: LocalHub) -> None:
         {"path": "huge.txt", "sample": base64.b64encode(b"text").decode(), "size": 11 * MiB},
         {"path": "debug.log", "sample": "", "size": 0},
     ]
-    reply = _obj(_post(f"{hub.url}/api/models/alice/m/preupload/main", {"files": files}))
+    reply = expect_json(_post(f"{hub.url}/api/models/alice/m/preupload/main", {"files": files}))
     got = {f["path"]: f for f in reply["files"]}
     assert got["config.json"] == {"path": "config.json", "uploadMode": "regular", "shouldIgnore": False,
                                   "oid": hashlib.sha1(b"blob 2\x00{}").hexdigest()}  # fmt: skip
@@ -118,7 +111,7 @@ def test_lfs_basic_upload_verify_and_dedup(hub: LocalHub) -> None:
     req = {"operation": "upload", "transfers": ["basic", "multipart"], "objects": [{"oid": oid, "size": 5000}],
            "hash_algo": "sha256", "ref": {"name": "main"}}  # fmt: skip
     assert _post(batch_url, req, token=None).status == 401
-    answer = _obj(_post(batch_url, req))
+    answer = expect_json(_post(batch_url, req))
     assert answer["transfer"] == "basic"
     actions = answer["objects"][0]["actions"]
     href, verify = actions["upload"]["href"], actions["verify"]["href"]
@@ -128,7 +121,7 @@ def test_lfs_basic_upload_verify_and_dedup(hub: LocalHub) -> None:
     assert _post(verify, {"oid": oid, "size": 5000}).status == 404
     assert fetch("PUT", href, body=data).status == 200
     assert _post(verify, {"oid": oid, "size": 5000}).status == 200
-    again = _obj(_post(batch_url, req))
+    again = expect_json(_post(batch_url, req))
     assert again["objects"] == [{"oid": oid, "size": 5000}]  # already stored: no actions
     assert hub.stats().upload_bytes_received == 2 * 5000
 
@@ -142,7 +135,7 @@ def test_lfs_multipart_upload(hub: LocalHub) -> None:
         "transfers": ["basic", "multipart"],
         "objects": [{"oid": oid, "size": len(data)}],
     }
-    answer = _obj(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))
+    answer = expect_json(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))
     upload = answer["objects"][0]["actions"]["upload"]
     header = upload["header"]
     assert header["chunk_size"] == str(MiB) and sorted(k for k in header if k.isdigit()) == [
@@ -162,12 +155,13 @@ def test_lfs_multipart_upload(hub: LocalHub) -> None:
     done = fetch("POST", upload["href"], body=json.dumps({"oid": oid, "parts": parts}))
     assert done.status == 200
     assert (
-        _obj(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0].get("actions") is None
+        expect_json(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0].get("actions")
+        is None
     )
     body = _ndjson(
         {"summary": "big"}, ("lfsFile", {"path": "big.dat", "algo": "sha256", "oid": oid, "size": len(data)})
     )
-    assert _obj(_commit(hub, "alice/m", body))["success"] is True
+    assert expect_json(_commit(hub, "alice/m", body))["success"] is True
     location = fetch("HEAD", f"{hub.url}/alice/m/resolve/main/big.dat").header("location") or ""
     assert fetch("GET", location).body == data
 
@@ -183,7 +177,7 @@ def test_commit_add_delete_and_head(hub: LocalHub) -> None:
         ("deletedFile", {"path": "old.txt"}),
         ("deletedFolder", {"path": "dir/"}),
     )
-    answer = _obj(_commit(hub, "alice/m", body))
+    answer = expect_json(_commit(hub, "alice/m", body))
     head = hub.head("alice/m")
     assert answer == {"success": True, "commitOid": head, "commitUrl": f"{hub.url}/alice/m/commit/{head}",
                       "hookOutput": ""}  # fmt: skip
@@ -191,7 +185,7 @@ def test_commit_add_delete_and_head(hub: LocalHub) -> None:
         p.relative_to(hub.repo_dir("alice/m")).as_posix() for p in hub.repo_dir("alice/m").rglob("*")
     )
     assert files == ["new.txt", "w.safetensors"]
-    info = _obj(fetch("GET", f"{hub.url}/api/models/alice/m/revision/main?blobs=true"))
+    info = expect_json(fetch("GET", f"{hub.url}/api/models/alice/m/revision/main?blobs=true"))
     assert info["sha"] == head and info["siblings"][1]["lfs"]["sha256"] == oid
     commits = cast(list[dict[str, Any]], fetch("GET", f"{hub.url}/api/models/alice/m/commits/main").json())
     assert commits[0]["id"] == head and commits[0]["title"] == "update"
@@ -225,14 +219,14 @@ def test_parent_commit_mismatch_is_412(hub: LocalHub) -> None:
 
 def test_create_pr_and_branches(hub: LocalHub) -> None:
     main_head = hub.add_repo("alice/m", {"a.txt": "a"})
-    answer = _obj(
+    answer = expect_json(
         _commit(hub, "alice/m", _ndjson({"summary": "pr"}, _file("b.txt", b"b")), query="?create_pr=1")
     )
     assert answer["pullRequestUrl"] == f"{hub.url}/alice/m/discussions/1"
     assert hub.head("alice/m") == main_head
     assert fetch("GET", f"{hub.url}/alice/m/resolve/refs%2Fpr%2F1/b.txt").body == b"b"
     assert fetch("GET", f"{hub.url}/alice/m/resolve/{answer['commitOid']}/a.txt").body == b"a"
-    second = _obj(
+    second = expect_json(
         _commit(hub, "alice/m", _ndjson({"summary": "pr2"}, _file("c.txt", b"c")), query="?create_pr=1")
     )
     assert second["pullRequestUrl"].endswith("/discussions/2")
@@ -240,9 +234,9 @@ def test_create_pr_and_branches(hub: LocalHub) -> None:
     branch_url = f"{hub.url}/api/models/alice/m/branch/dev"
     assert fetch("POST", branch_url, token=WRITE_TOKEN).status == 200
     assert fetch("POST", branch_url, token=WRITE_TOKEN).status == 409
-    assert _obj(_commit(hub, "alice/m", _ndjson({"summary": "on dev"}, _file("d.txt", b"d")), rev="dev"))[
-        "success"
-    ]
+    assert expect_json(
+        _commit(hub, "alice/m", _ndjson({"summary": "on dev"}, _file("d.txt", b"d")), rev="dev")
+    )["success"]
     assert hub.head("alice/m") == main_head and (hub.repo_dir("alice/m", revision="dev") / "d.txt").exists()
     assert (
         _commit(hub, "alice/m", _ndjson({"summary": "x"}), rev="nope").header("x-error-code")
@@ -253,10 +247,13 @@ def test_create_pr_and_branches(hub: LocalHub) -> None:
 
 
 def test_account_routes(hub: LocalHub) -> None:
-    me = _obj(fetch("GET", f"{hub.url}/api/whoami-v2", token=WRITE_TOKEN))
+    me = expect_json(fetch("GET", f"{hub.url}/api/whoami-v2", token=WRITE_TOKEN))
     assert me["name"] == "alice" and me["auth"]["accessToken"]["role"] == "write"
     assert fetch("GET", f"{hub.url}/api/whoami-v2").status == 401
-    assert _obj(_post(f"{hub.url}/api/validate-yaml", {"content": "---\n---\n", "repoType": "model"})) == {}
+    assert (
+        expect_json(_post(f"{hub.url}/api/validate-yaml", {"content": "---\n---\n", "repoType": "model"}))
+        == {}
+    )
 
 
 def test_faults_apply_to_write_routes(hub: LocalHub) -> None:
@@ -268,13 +265,13 @@ def test_faults_apply_to_write_routes(hub: LocalHub) -> None:
     data = os.urandom(200_000)
     oid = hashlib.sha256(data).hexdigest()
     req = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]}
-    href = _obj(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0]["actions"][
+    href = expect_json(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0]["actions"][
         "upload"
     ]["href"]
     hub.truncate_once(after_bytes=1000, path_contains="/upload/")
     with pytest.raises(ConnectionError):
         fetch("PUT", href, body=data)
-    assert "actions" in _obj(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0]
+    assert "actions" in expect_json(_post(f"{hub.url}/alice/m.git/info/lfs/objects/batch", req))["objects"][0]
     assert fetch("PUT", href, body=data).status == 200
     stats = hub.stats()
     assert stats.faults_fired == {"503": 1, "truncate": 1} and stats.count("commit") == 2
