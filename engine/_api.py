@@ -89,7 +89,7 @@ class RepoInfo:
         files = tuple(parse_sibling(s) for s in data.get("siblings") or [])
         return cls(
             id=data["id"],
-            sha=str(data.get("sha") or ""),
+            sha=_hex(data.get("sha") or "", 40, "commit"),
             author=data.get("author"),
             private=bool(data.get("private", False)),
             gated=data.get("gated", False),
@@ -104,13 +104,21 @@ class RepoInfo:
         )
 
 
+def _hex(value: object, length: int, what: str) -> str:
+    """A commit id or digest from the server, checked: it names folders and files in the cache."""
+    text = str(value)
+    if text and not (len(text) == length and all(c in "0123456789abcdef" for c in text)):
+        raise ProtocolError(f"the server sent a malformed {what} id {text[:80]!r}")
+    return text
+
+
 def parse_sibling(item: Mapping[str, Any]) -> RemoteFile:
     lfs = item.get("lfs") or None
     return RemoteFile(
         path=str(item["rfilename"]),
         size=int(item.get("size") or (lfs or {}).get("size") or 0),
-        blob_id=str(item.get("blobId") or ""),
-        lfs_sha256=str(lfs["sha256"]) if lfs else None,
+        blob_id=_hex(item.get("blobId") or "", 40, "blob"),
+        lfs_sha256=_hex(lfs["sha256"], 64, "sha256") if lfs else None,
     )
 
 
@@ -124,8 +132,8 @@ def parse_tree_entry(item: Mapping[str, Any]) -> RemoteFile | None:
     return RemoteFile(
         path=str(item["path"]),
         size=int(item.get("size") or 0),
-        blob_id=str(item.get("oid") or ""),
-        lfs_sha256=str(lfs["oid"]) if lfs else None,
+        blob_id=_hex(item.get("oid") or "", 40, "blob"),
+        lfs_sha256=_hex(lfs["oid"], 64, "sha256") if lfs else None,
         security_status=str(status) if status else None,
     )
 

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urljoin
 
 import aiofiles
 import anyio
@@ -27,7 +26,7 @@ from engine._cache import atomic_write
 from engine._config import EngineConfig, HostLimits
 from engine._errors import HubError, IntegrityError, ProtocolError, TransferTimeoutError, TransportError
 from engine._events import BytesMoved, EventSink
-from engine._hub import MAX_REDIRECTS, REDIRECTS, Ctx, HubClient, strip_query
+from engine._hub import MAX_REDIRECTS, REDIRECTS, Ctx, HubClient, redirect_target, strip_query
 from engine._models import RemoteFile
 from engine._plan import ByteRange, Intervals, Progress, plan_missing
 from engine._ratelimit import TokenBucket, acquire
@@ -205,7 +204,7 @@ class Downloader:
             location = resp.headers.get("location")
             if resp.status not in REDIRECTS or not location:
                 return url
-            url = urljoin(url, location)
+            url = redirect_target(url, location)
             if not self.client.is_hub(url):
                 return url
         raise ProtocolError(f"too many redirects resolving {job.file.path}")

@@ -47,7 +47,9 @@ _MIN_PIECE = 8
 @contextmanager
 def masking(*secrets: str | None) -> Iterator[None]:
     """Mask `secrets` (None and "" are skipped) in every BatutaError built inside the block."""
-    held = [s for s in secrets if s]
+    # A secret shorter than a recognisable piece would mask ordinary words (a one-letter password
+    # turns "pytorch" into "***ytorch"); URLs in messages never show user info anyway.
+    held = [s for s in secrets if s and len(s) >= _MIN_PIECE]
     with _held_lock:
         for secret in held:
             _held[secret] = _held.get(secret, 0) + 1
@@ -126,7 +128,7 @@ class NotFoundError(HubError):
         self, message: str, *, status: int = 404, url: str = "", request_id: str = "", code: str = ""
     ) -> None:
         super().__init__(message, status=status, url=url, request_id=request_id)
-        self.code = mask(code)
+        self.code = code  # a machine-readable token from the server, compared by callers
 
 
 class AuthRequiredError(HubError):

@@ -179,10 +179,12 @@ class HubClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
-        self._secrets.close()
+        try:
+            if self._pool is not None:
+                await self._pool.aclose()
+                self._pool = None
+        finally:
+            self._secrets.close()  # else a failed close would leave them masked for the process
 
     # -- URLs -------------------------------------------------------------------------------
 
@@ -322,7 +324,7 @@ class HubClient:
                             raise E.ProtocolError(
                                 f"too many redirects from {strip_query(url)}", url=strip_query(url)
                             )
-                        url, params = _redirect_target(url, hdrs["location"]), None
+                        url, params = redirect_target(url, hdrs["location"]), None
                         if status == 303:
                             method, body = "GET", None
                         continue
@@ -436,7 +438,7 @@ def _url_secrets(url: str) -> tuple[str, ...]:
     return (secret, unquote(secret)) if secret else ()
 
 
-def _redirect_target(url: str, location: str) -> str:
+def redirect_target(url: str, location: str) -> str:
     """Where a redirect leads; ProtocolError when nothing can be requested there."""
     try:
         target = urljoin(url, location)

@@ -86,9 +86,13 @@ PARTS_IN_FLIGHT = 8
 # A preupload batch waits for PREUPLOAD_BATCH changed files (one call per 256, as the official
 # client makes: the calls count against the Hub's API quota), except that it leaves early once
 # it holds this many bytes: large files should start their transfers while the rest is hashed.
-# Extra calls are then at most one per PREUPLOAD_FLUSH_BYTES sent, and a folder of small files
-# takes exactly ceil(files / PREUPLOAD_BATCH) calls.
+# It also leaves PREUPLOAD_WAIT_S after its first file: with a cold hash cache over many large
+# shards, a changed file must not wait for every other shard to be hashed before it uploads.
+# Extra calls are then at most one per PREUPLOAD_FLUSH_BYTES sent or per PREUPLOAD_WAIT_S of
+# hashing, and a folder of small files hashed within the wait takes ceil(files / 256) calls.
 PREUPLOAD_FLUSH_BYTES = 1024 * 1024 * 1024
+PREUPLOAD_WAIT_S = 2.0
+PREUPLOAD_POLL_S = 0.02
 
 
 class PushOptions(NamedTuple):
@@ -436,9 +440,18 @@ class _Run:
             async for first in receive:
                 batch, batch_bytes = [first], first.size
                 # Waiting costs small files nothing: a regular file is only read at commit time.
+                # Polled, not a cancelled receive(): a deadline firing just after a file was handed
+                # over would lose that file.
+                deadline = anyio.current_time() + PREUPLOAD_WAIT_S
                 with contextlib.suppress(anyio.EndOfStream):
                     while len(batch) < PREUPLOAD_BATCH and batch_bytes < PREUPLOAD_FLUSH_BYTES:
-                        batch.append(await receive.receive())
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            if anyio.current_time() >= deadline:
+                                break
+                            await anyio.sleep(PREUPLOAD_POLL_S)
+                            continue
                         batch_bytes += batch[-1].size
                 await self._preupload(batch)
                 await self._start_transfers(batch, transfers)

@@ -472,12 +472,23 @@ def _is_binary(path: str, head: bytes) -> bool:
 def _scan_file(file: Path, path: str) -> list[Finding]:
     with file.open("rb") as f:
         head = f.read(BINARY_SNIFF_BYTES)
-        if _is_binary(path, head):
+        # UTF-16 text (what Windows PowerShell's `>` writes) is full of NULs: its BOM says it is
+        # text, and it is scanned as the UTF-8 it decodes to.
+        utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not path.lower().endswith(
+            _BINARY_SUFFIXES
+        )
+        if not utf16 and _is_binary(path, head):
             return []
         first = head + f.read(SCAN_BLOCK_BYTES - len(head))
-        return _scan_stream(
-            path, itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
-        )
+        blocks = itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
+        return _scan_stream(path, _utf16_as_utf8(blocks) if utf16 else blocks)
+
+
+def _utf16_as_utf8(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")  # reads the BOM
+    for block in blocks:
+        yield decoder.decode(block).encode("utf-8")
+    yield decoder.decode(b"", True).encode("utf-8")
 
 
 def scan_folder(root: Path, paths: Iterable[str]) -> list[Finding]:

@@ -156,9 +156,14 @@ def test_masking_covers_whole_tokens_and_their_cut_prefixes() -> None:
     with E.masking(TOKEN):
         assert str(E.HubError(f"x {TOKEN} y {TOKEN[:9]}")) == "x hf_*** y hf_***"
         assert E.HubError("m", url=f"http://h/{TOKEN}").url == "http://h/hf_***"
-        with E.masking("short"):
-            assert str(E.UsageError("a short one, and shor")) == "a *** one, and shor"
-        assert str(E.UsageError("a short one")) == "a short one"
+        with E.masking("hunter2x"):
+            assert str(E.UsageError("pw hunter2x, and hunter2")) == "pw ***, and hunter2"
+        assert str(E.UsageError("pw hunter2x")) == "pw hunter2x"
+        # Too short to tell from ordinary words: masking "p" would turn "pytorch" into "***ytorch".
+        with E.masking("p", "user"):
+            assert str(E.NotFoundError("pytorch_model.bin of user/x", code="EntryNotFound")) == (
+                "pytorch_model.bin of user/x"
+            )
     # Only while a client holding the token is open: nothing leaks from one run into the next.
     assert str(E.UsageError(TOKEN)) == TOKEN
 

@@ -3,8 +3,11 @@ offline selections the cache cannot answer, and JSON of the wrong shape."""
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from engine import Engine, OfflineError, ProtocolError, RepoRef, UsageError, loa
 from engine._pull import PullOptions
 from engine.testing.hub import LocalHub
 from tests.conftest import json_endpoint
-from tests.engine.test_pull import cfg, do_pull
+from tests.engine.test_pull import FAST, cfg, do_pull
 
 KiB = 1024
 
@@ -123,3 +126,71 @@ async def test_json_of_the_wrong_shape_is_a_protocol_error(tmp_path: Path) -> No
                 await engine.info(ref)
             with pytest.raises(ProtocolError, match="does not answer like a Hub"):
                 await engine.api.list_tree(ref, "main")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("sha", "../../../../escaped"), ("blobId", "../../x"), ("lfs", {"sha256": "../" * 3 + "y", "size": 3})],
+)
+async def test_ids_that_would_name_paths_outside_the_cache_are_refused(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    def answer(path: str) -> object:
+        sibling: dict[str, object] = {"rfilename": "a.txt", "size": 3, "blobId": "b" * 40, field: value}
+        info: dict[str, object] = {"id": "acme/x", "sha": "a" * 40, "siblings": [sibling]}
+        if field == "sha":
+            info["sha"] = value
+        return info
+
+    with json_endpoint(answer) as url:
+        config = load_config({"HF_HOME": str(tmp_path / "home")}, endpoint=url)
+        async with Engine(config) as engine:
+            with pytest.raises(ProtocolError, match="malformed"):
+                await engine.pull(RepoRef.parse("model", "acme/x"), PullOptions())
+    assert _named(tmp_path.parent, "escaped", "y") == []
+
+
+def _named(root: Path, *names: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name in names]
+
+
+class _BadRedirect(BaseHTTPRequestHandler):
+    """A Hub whose resolve answers a redirect to a URL nothing can be requested from."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        big = {
+            "rfilename": "w.safetensors",
+            "size": 64 << 20,
+            "blobId": "b" * 40,
+            "lfs": {"sha256": "c" * 64},
+        }
+        body = json.dumps({"id": "acme/x", "sha": "a" * 40, "siblings": [big]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(302)
+        self.send_header("Location", "http://[::1/x")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_ranged_pull_with_an_unusable_redirect_is_a_protocol_error(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadRedirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        config = load_config({"HF_HOME": str(tmp_path)}, endpoint=url, retry=FAST)
+        async with Engine(config) as engine:
+            with pytest.raises(ProtocolError, match="unusable URL"):
+                await engine.pull(RepoRef.parse("model", "acme/x"), PullOptions())
+    finally:
+        server.shutdown()
+        server.server_close()

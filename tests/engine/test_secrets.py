@@ -361,6 +361,16 @@ def test_scan_folder_skips_files_that_are_binary_by_content(tmp_path: Path) -> N
     assert [f.path for f in scan_folder(tmp_path, rels)] == ["late-nul.txt", "notes.bin", "latin1.txt"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_text_with_a_bom_is_scanned(tmp_path: Path, encoding: str) -> None:
+    # PowerShell 5's `>` writes UTF-16 LE with a BOM: every other byte is a NUL.
+    text = "first line\n" + "x" * 9000 + f"\nHF_TOKEN={HF_TOKEN}\n"
+    data = text.encode(encoding) if encoding == "utf-16" else b"\xfe\xff" + text.encode(encoding)
+    rels = write(tmp_path, {"env_dump.txt": data, "weights.safetensors": b"\xff\xfe" + data[2:]})
+    found = scan_folder(tmp_path, rels)
+    assert [(f.path, f.line) for f in found] == [("env_dump.txt", 3)]
+
+
 # --- large files: read whole, a block at a time ------------------------------------------------
 
 MiB = 1024 * 1024
