@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from typing import Annotated
@@ -53,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
         sys.exit(0)
     except click.UsageError as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        message = exc.format_message()
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            # Found before any command ran, yet a script asked for a document: give it one.
+            doc = {"error": {"message": message, "exit_code": 2}}
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

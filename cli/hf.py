@@ -136,8 +136,12 @@ def check_output(output: Path) -> None:
     from cli.runner import fail
 
     for path in (output, *output.parents):
-        if path.exists():
-            if not path.is_dir():
+        try:
+            exists, is_dir = path.exists(), path.is_dir()
+        except OSError as exc:  # a name too long, a folder we may not look into
+            fail(f"--output '{output}': {exc.strerror or exc}", ExitCode.USAGE)
+        if exists:
+            if not is_dir:
                 where = "" if path == output else f" ('{path}' is a file)"
                 fail(f"--output '{output}' is not a folder{where}", ExitCode.USAGE)
             return

@@ -105,3 +105,17 @@ def test_partial_pull_writes_only_its_own_document(run_cli: Run, tmp_path: Path)
         r = run_cli("--endpoint", hub.url, "hf", "pull", "model", "acme/half", "--json")
     doc = failed(r, ExitCode.INCOMPLETE)
     assert doc["downloaded"] == ["good.safetensors"] and "error" not in doc
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hf", "pull", "model", "--json"],
+        ["hf", "info", "--json"],
+        ["hf", "search", "model", "x", "--limit", "many", "--json"],
+    ],
+)
+def test_usage_errors_found_by_the_parser_also_write_a_document(run_cli: Run, args: list[str]) -> None:
+    error_document(run_cli(*args), ExitCode.USAGE)
+    # Without --json, stdout stays empty.
+    assert run_cli(*[a for a in args if a != "--json"]).stdout == ""

@@ -315,3 +315,14 @@ def test_output_that_is_not_a_folder_is_a_usage_error_before_any_request(
         f"error: --output '{target}' is not a folder" + (f" ('{afile}' is a file)" if under else "")
     ]
     assert hub.stats().total == 0 and afile.read_text() == "keep me"
+
+
+def test_output_the_system_cannot_look_at_is_a_usage_error(
+    run_cli: Run, hub: LocalHub, tmp_path: Path
+) -> None:
+    target = tmp_path / ("a" * 300) / "x"  # a name over NAME_MAX: stat itself fails
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json", "-o", str(target))
+    assert r.exit_code == ExitCode.USAGE and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == [f"error: --output '{target}': File name too long"]
+    assert json.loads(r.stdout)["error"]["exit_code"] == ExitCode.USAGE
+    assert hub.stats().total == 0
