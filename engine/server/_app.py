@@ -21,9 +21,9 @@ import anyio
 from aiohttp import web
 
 from engine._errors import UsageError
-from engine._models import RepoType
+from engine._models import RepoRef, RepoType
 from engine.server import _blob, _commit, _discussions, _read, _write
-from engine.server._context import Ctx, ServerConfig, Services
+from engine.server._context import Ctx, ServerConfig, Services, may_read
 from engine.server._faults import FaultState, RateLimiter, Stats
 from engine.server._http import HubHTTPError, Signer, join_path, json_response, other_loopback, split_revision
 from engine.server._store import Store, repo_ref
@@ -68,12 +68,13 @@ _REPO_ACTIONS = frozenset(
 )  # fmt: skip
 
 
-def legacy_location(store: Store, raw_path: str) -> str | None:
+def legacy_location(store: Store, raw_path: str) -> tuple[str, RepoRef] | None:
     """Where the Hub sends a request naming a repo by another spelling than its canonical id.
 
     Two cases: a legacy bare id (`/api/models/gpt2`, `/gpt2/resolve/...`, from `aliases.json`) and
     a case variant (`/api/models/ACME/Tiny` for acme/tiny). Like the Hub, answer with a redirect
     to the canonical path rather than serving under two names, so clients learn the real id.
+    Returns the path and the repo it names; whether the caller may learn it is not decided here.
     """
     segs = raw_path.split("/")[1:]
     if segs[:1] == ["api"]:
@@ -82,31 +83,53 @@ def legacy_location(store: Store, raw_path: str) -> str | None:
         api_type, rest = _COLLECTIONS[segs[1]], segs[2:]
         head = ["", "api", segs[1]]
         if len(rest) == 1 or rest[1] in _REPO_ACTIONS:
-            if target := store.canonical_id(api_type, unquote(rest[0])):
-                return "/".join([*head, target, *rest[1:]])
+            if found := _alias_location(store, api_type, head, rest[0], rest[1:]):
+                return found
         if len(rest) == 2 or (len(rest) > 2 and rest[2] in _REPO_ACTIONS):
-            return _case_location(store, api_type, head, rest)
+            return _case_location(store, api_type, head, rest[0], rest[1], rest[2:])
         return None
     head = [""]
     repo_type: RepoType = "model"
     if segs and segs[0] in _PREFIXES:
         head, repo_type, segs = ["", segs[0]], _PREFIXES[segs[0]], segs[1:]
     if len(segs) >= 3 and segs[1] in ("resolve", "raw"):
-        if target := store.canonical_id(repo_type, unquote(segs[0])):
-            return "/".join([*head, target, *segs[1:]])
+        if found := _alias_location(store, repo_type, head, segs[0], segs[1:]):
+            return found
     if len(segs) >= 4 and segs[2] in ("resolve", "raw"):
-        return _case_location(store, repo_type, head, segs)
+        return _case_location(store, repo_type, head, segs[0], segs[1], segs[2:])
+    # Git LFS: `/{ns}/{name}.git/info/lfs/objects/{batch,verify}`, the id carrying a `.git` suffix.
+    if len(segs) >= 4 and segs[1:4] == ["info", "lfs", "objects"] and segs[0].endswith(".git"):
+        return _alias_location(store, repo_type, head, segs[0][:-4], segs[1:], suffix=".git")
+    if len(segs) >= 5 and segs[2:5] == ["info", "lfs", "objects"] and segs[1].endswith(".git"):
+        return _case_location(store, repo_type, head, segs[0], segs[1][:-4], segs[2:], suffix=".git")
     return None
 
 
-def _case_location(store: Store, repo_type: RepoType, head: list[str], segs: list[str]) -> str | None:
-    """The same path with `segs[0]/segs[1]` in the stored spelling, if only a case variant exists."""
+def _alias_location(
+    store: Store, repo_type: RepoType, head: list[str], raw_name: str, tail: list[str], suffix: str = ""
+) -> tuple[str, RepoRef] | None:
+    """The same path with the legacy bare id `raw_name` replaced by its repo's id, if it has one."""
+    target = store.canonical_id(repo_type, unquote(raw_name))
     try:
-        repo = repo_ref(repo_type, f"{unquote(segs[0])}/{unquote(segs[1])}")
+        repo = repo_ref(repo_type, target) if target else None
+    except UsageError:
+        return None  # a hand-edited aliases.json naming an invalid id
+    return ("/".join([*head, repo.repo_id + suffix, *tail]), repo) if repo else None
+
+
+def _case_location(
+    store: Store, repo_type: RepoType, head: list[str], raw_ns: str, raw_name: str, tail: list[str],
+    suffix: str = "",
+) -> tuple[str, RepoRef] | None:  # fmt: skip
+    """The same path with `ns/name` in the stored spelling, if only a case variant of it exists."""
+    try:
+        repo = repo_ref(repo_type, f"{unquote(raw_ns)}/{unquote(raw_name)}")
     except UsageError:
         return None
     target = store.canonical_case(repo_type, repo.repo_id)
-    return "/".join([*head, target, *segs[2:]]) if target else None
+    if not target:
+        return None
+    return "/".join([*head, target + suffix, *tail]), repo_ref(repo_type, target)
 
 
 def _match_api_tree(method: str, segs: list[str]) -> tuple[str, Handler]:
@@ -228,10 +251,16 @@ class HubServer:
         self._runners.append(runner)
         # Binding the socket ourselves tells us the port the OS picked for port 0.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # Two listeners: a message must say which address could not be taken. The name is
+        # resolved first so that a bad host gets the resolver's own words: bind() reports its
+        # EAI_* code as an errno, which os.strerror() knows nothing of ("Unknown error -2").
         try:
-            sock = socket.create_server((host, port), family=family, reuse_port=False)
+            infos = socket.getaddrinfo(host or None, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        try:
+            sock = socket.create_server(infos[0][4], family=family, reuse_port=False)
         except OSError as exc:
-            # Two listeners: the message must say which address could not be taken.
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise OSError(exc.errno, f"cannot listen on {host}:{port}: {reason}") from None
         await web.SockSite(runner, sock).start()
@@ -262,11 +291,17 @@ class HubServer:
         svc = self.svc
         raw_path, _, query = request.raw_path.partition("?")
         kind, handler = match_api(request.method, raw_path)
-        if kind != "admin" and (location := legacy_location(svc.store, raw_path)) is not None:
-            kind, handler = "legacy", partial(_redirect, location=location + (f"?{query}" if query else ""))
+        auth = request.headers.get("Authorization")
+        if kind != "admin" and (found := legacy_location(svc.store, raw_path)) is not None:
+            location, target = found
+            # A redirect tells that the target exists: only for a caller who may read it. Others
+            # get what the name they sent gives, the answer for a repo that does not exist.
+            token = _bearer(auth)
+            if may_read(svc.store, svc.store.tokens.get(token) if token else None, target):
+                redirect = partial(_redirect, location=location + (f"?{query}" if query else ""))
+                kind, handler = "legacy", redirect
         if kind == "admin" and svc.testing:
             handler = partial(_admin, segs=raw_path.split("/")[2:])
-        auth = request.headers.get("Authorization")
         if kind != "admin":  # a test reading its counters must not change them
             request[STATS_SLOT] = svc.stats.begin(
                 request.method,
@@ -297,7 +332,7 @@ class HubServer:
     def _gate(self, ctx: Ctx, auth: str | None) -> None:
         """Rate limit, injected failures, then the token: the order a real front end checks them."""
         svc, request = self.svc, ctx.request
-        token = auth.split(" ", 1)[1].strip() if auth and auth.lower().startswith("bearer ") else None
+        token = _bearer(auth)
         bucket = "resolvers" if ctx.kind in ("resolve", "raw") else "api"
         allowed, headers = svc.ratelimit.hit(bucket, token or request.remote or "")
         request[EXTRA_HEADERS] = headers
@@ -334,6 +369,11 @@ class HubServer:
         else:
             resp = await _blob.handle(svc, request, segs, target)
         return resp
+
+
+def _bearer(auth: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    return auth.split(" ", 1)[1].strip() if auth and auth.lower().startswith("bearer ") else None
 
 
 async def _redirect(ctx: Ctx, location: str) -> web.StreamResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,16 @@ class Services:
     commit_locks: dict[RepoRef, anyio.Lock] = field(default_factory=dict)
 
 
+def visible_to(meta: Mapping[str, object], token: TokenInfo | None, repo: RepoRef) -> bool:
+    """Whether a caller with `token` (None: anonymous) may see the repo with this metadata."""
+    return not meta.get("private") or (token is not None and token.reaches(repo.repo_id.split("/")[0]))
+
+
+def may_read(store: Store, token: TokenInfo | None, repo: RepoRef) -> bool:
+    """Whether `repo` exists for a caller with `token`: the test `Ctx.require_repo` makes."""
+    return store.exists(repo) and visible_to(store.meta(repo), token, repo)
+
+
 @dataclass(slots=True)
 class Ctx:
     """One API request: who asks, what for, and helpers to refuse it the Hub's way."""
@@ -87,11 +98,7 @@ class Ctx:
     def require_repo(self, repo: RepoRef) -> dict[str, object]:
         """The repo's metadata, or the Hub's answer for a repo this caller cannot see."""
         meta = self.svc.store.meta(repo) if self.svc.store.exists(repo) else None
-        visible = meta is not None and (
-            not meta.get("private")
-            or (self.token is not None and self.token.reaches(repo.repo_id.split("/")[0]))
-        )
-        if meta is not None and visible:
+        if meta is not None and visible_to(meta, self.token, repo):
             return meta
         if meta is not None and self.token is None:
             # Private and anonymous: 401, but still "not found" so its existence does not leak.

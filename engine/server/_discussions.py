@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 
@@ -27,11 +28,12 @@ from engine.server._write import copy_tree, json_body, writable_repo
 
 PR_PREFIX = "refs/pr/"
 PAGE_SIZE = 50  # the Hub's page size for discussion listings
+_NUMBER = re.compile(r"[0-9]{1,9}")  # not str.isdigit(): `²` passes it, and int() then fails
 
 
 def _pr_number(ref: str) -> int | None:
     tail = ref.removeprefix(PR_PREFIX)
-    return int(tail) if ref.startswith(PR_PREFIX) and tail.isdigit() else None
+    return int(tail) if ref.startswith(PR_PREFIX) and _NUMBER.fullmatch(tail) else None
 
 
 def _load(store: Store, repo: RepoRef) -> dict[int, dict[str, object]]:
@@ -41,7 +43,7 @@ def _load(store: Store, repo: RepoRef) -> dict[int, dict[str, object]]:
         return {}
     if not isinstance(raw, dict):
         return {}
-    return {int(k): v for k, v in raw.items() if k.isdigit() and isinstance(v, dict)}
+    return {int(k): v for k, v in raw.items() if _NUMBER.fullmatch(k) and isinstance(v, dict)}
 
 
 def next_number(store: Store, repo: RepoRef) -> int:
@@ -165,7 +167,7 @@ async def create(ctx: Ctx, repo: RepoRef) -> web.Response:
 async def details(ctx: Ctx, repo: RepoRef, num: str) -> web.Response:
     ctx.require_repo(repo)
     store = ctx.svc.store
-    rec = _all(store, repo).get(int(num)) if num.isdigit() else None
+    rec = _all(store, repo).get(int(num)) if _NUMBER.fullmatch(num) else None
     if rec is None:
         raise HubHTTPError(404, f"Discussion {num} not found in {repo.repo_id}")
     out = _summary(ctx, repo, rec)

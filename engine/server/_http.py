@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import unquote, urlencode
@@ -34,11 +35,21 @@ class HubHTTPError(Exception):
         headers = dict(self.headers)
         if self.code:
             headers["X-Error-Code"] = self.code
-        # Header values must stay on one line and in latin-1.
-        headers.setdefault(
-            "X-Error-Message", self.message.replace("\n", " ").encode("latin-1", "replace").decode()
-        )
+        headers.setdefault("X-Error-Message", header_safe(self.message))
         return json_response({"error": self.message}, status=self.status, headers=headers)
+
+
+_UNSAFE_IN_HEADER = re.compile(r"[^\x20-\x7e]")
+
+
+def header_safe(text: str) -> str:
+    """`text` as a header value: printable ASCII on one line, anything else backslash-escaped.
+
+    Messages quote what the client sent (a revision, a path), so they may hold any character;
+    the JSON body keeps the real text.
+    """
+    flat = " ".join(text.splitlines())
+    return _UNSAFE_IN_HEADER.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), flat)
 
 
 def json_response(

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 from aiohttp import web
@@ -98,9 +99,14 @@ async def create_repo(ctx: Ctx) -> web.Response:
     ctx.require_writer(_namespace(repo))
     store = ctx.svc.store
     url = ctx.repo_url(repo)
-    if store.exists(repo):
+    existing = repo if store.exists(repo) else None
+    # Ids are case-insensitive on the Hub: `acme/TINY` is the existing acme/tiny, not a new repo.
+    if existing is None and (spelling := store.canonical_case(repo.repo_type, repo.repo_id)):
+        existing = repo_ref(repo.repo_type, spelling)
+    if existing is not None:
         return json_response(
-            {"error": f"You already created this {repo.repo_type} repo", "url": url}, status=409
+            {"error": f"You already created this {repo.repo_type} repo", "url": ctx.repo_url(existing)},
+            status=409,
         )
     private = bool(body.get("private")) or body.get("visibility") in ("private", "protected")
     meta: dict[str, object] = {"private": private, "createdAt": time.time()}
@@ -287,8 +293,47 @@ async def lfs_verify(ctx: Ctx, repo: RepoRef) -> web.Response:
 
 
 # ---- branches and tags ------------------------------------------------------------------------
-def _valid_ref_name(name: str) -> bool:
-    return bool(name) and not name.startswith(("refs/", "/")) and not name.endswith("/") and ".." not in name
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+MAX_REF_NAME_BYTES = 255  # a ref is stored as one %-encoded folder name (see Store.branch_dir)
+
+
+def ref_name_error(name: str) -> str | None:
+    """Why `name` cannot name a branch or tag, or None: git's ref-name rules, plus a length.
+
+    Beyond `git check-ref-format`, a name is given without `refs/` and must fit one folder name
+    once %-encoded: `.` or a 300-character name would otherwise copy the repo into the refs
+    folder itself, or fail deep in the filesystem.
+    """
+    if not name:
+        return "it is empty"
+    if name.startswith("refs/"):
+        return "give it without the refs/ prefix"
+    if bad := _REF_FORBIDDEN.search(name):
+        return f"it contains {bad.group()!r} (no spaces, control characters or any of ~^:?*[\\)"
+    if name == "@" or "@{" in name:
+        return "it is '@' or contains '@{'"
+    if "" in name.split("/"):
+        return "it has an empty component (a '/' at either end, or '//')"
+    if ".." in name:
+        return "it contains '..'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for part in name.split("/"):
+        if part.startswith("."):
+            return f"its component {part!r} starts with '.'"
+        if part.endswith(".lock"):
+            return f"its component {part!r} ends with '.lock'"
+    if len(quote(name, safe="")) > MAX_REF_NAME_BYTES:
+        return f"it is too long (at most {MAX_REF_NAME_BYTES} bytes once %-encoded)"
+    return None
+
+
+def _check_ref_name(kind: str, name: object) -> str:
+    if not isinstance(name, str):
+        raise HubHTTPError(400, f"invalid {kind} name {name!r}: not a string")
+    if (reason := ref_name_error(name)) is not None:
+        raise HubHTTPError(400, f"invalid {kind} name {name!r}: {reason}")
+    return name
 
 
 def _remove_dir(store: Store, top: Path) -> None:
@@ -310,8 +355,7 @@ async def branch(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
         _remove_dir(store, store.branch_dir(repo, name))
         store.invalidate(repo)
         return json_response({})
-    if not _valid_ref_name(name):
-        raise HubHTTPError(400, f"invalid branch name {name!r}")
+    _check_ref_name("branch", name)
     if name in store.branches(repo):
         raise HubHTTPError(409, f"Reference already exists: refs/heads/{name}")
     body = await json_body(ctx) if ctx.request.can_read_body else {}
@@ -336,9 +380,7 @@ async def tag(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
         _remove_dir(store, store.branch_dir(repo, TAG_PREFIX + name))
         store.invalidate(repo)
         return json_response({})
-    new = (await json_body(ctx)).get("tag")
-    if not isinstance(new, str) or not _valid_ref_name(new):
-        raise HubHTTPError(400, f"invalid tag name {new!r}")
+    new = _check_ref_name("tag", (await json_body(ctx)).get("tag"))
     # Under the commit lock, so a commit cannot swap files while they are being linked.
     async with ctx.svc.commit_locks.setdefault(repo, anyio.Lock()):
         if new in store.tags(repo):

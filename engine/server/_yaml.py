@@ -5,15 +5,16 @@ mappings and sequences (nested up to 32 levels), plain, quoted and block (`|`, `
 lists and mappings (`[a, b]`, `{k: v}`), multi-line values, and comments. What it cannot parse
 (anchors and aliases, `!tags`, complex keys, tab indentation, escaped line breaks) drops that
 key only, never the request. Scalars follow YAML 1.2 core rules (what JSON can hold):
-`yes`/`no` and dates stay strings.
+`yes`/`no` and dates stay strings. The parse runs on the server's event loop, so it is one pass
+over the lines, and a header over `MAX_FRONT_MATTER_CHARS` (64 KiB) is ignored.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 _MAX_DEPTH = 32
+MAX_FRONT_MATTER_CHARS = 64 * 1024  # a longer header is ignored, like a README without one
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", '"': '"', "\\": "\\", "/": "/", " ": " ", "b": "\b"}
@@ -45,9 +46,12 @@ def _strip_comment(text: str) -> str:
     return text.rstrip()
 
 
-def _quoted(text: str) -> tuple[str, str]:
-    """Parse a quoted scalar at the start of `text`; return (value, rest after the closing quote)."""
-    q, out, i = text[0], [], 1
+def _quoted(text: str, start: int = 0) -> tuple[str, int]:
+    """Parse the quoted scalar at `text[start]`; return (value, index after the closing quote).
+
+    Positions rather than slices: a flow list of many quoted items is then read in one pass.
+    """
+    q, out, i = text[start], [], start + 1
     while i < len(text):
         ch = text[i]
         if q == "'" and ch == "'":
@@ -55,9 +59,9 @@ def _quoted(text: str) -> tuple[str, str]:
                 out.append("'")
                 i += 2
                 continue
-            return "".join(out), text[i + 1 :]
+            return "".join(out), i + 1
         if q == '"' and ch == '"':
-            return "".join(out), text[i + 1 :]
+            return "".join(out), i + 1
         if q == '"' and ch == "\\":
             nxt = text[i + 1 : i + 2]
             if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[i + 2 : i + 6]):
@@ -93,8 +97,8 @@ def _plain(text: str) -> object:
 def _scalar(text: str) -> object:
     text = text.strip()
     if text[:1] in ("'", '"'):
-        value, rest = _quoted(text)
-        if _strip_comment(rest).strip():
+        value, end = _quoted(text)
+        if _strip_comment(text[end:]).strip():
             raise _Unparsable(text)
         return value
     return _plain(_strip_comment(text))
@@ -104,7 +108,7 @@ class _Flow:
     """`[a, "b", {k: v}]` and `{k: [v]}` on one logical line."""
 
     def __init__(self, text: str) -> None:
-        self.text, self.i = text, 0
+        self.text, self.i, self.depth = text, 0, 0
 
     def parse(self) -> object:
         value = self._value()
@@ -124,8 +128,7 @@ class _Flow:
         if ch == "{":
             return self._map()
         if ch in ("'", '"'):
-            value, rest = _quoted(self.text[self.i :])
-            self.i = len(self.text) - len(rest)
+            value, self.i = _quoted(self.text, self.i)
             return value
         start = self.i
         while (
@@ -136,24 +139,33 @@ class _Flow:
             self.i += 1
         return _plain(self.text[start : self.i].strip())
 
-    def _seq(self) -> list[object]:
+    def _enter(self) -> None:
+        # Bounded like block nesting: a `[[[[...` header must not exhaust the stack of the handler.
         self.i += 1
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Unparsable("too deep")
+
+    def _seq(self) -> list[object]:
+        self._enter()
         out: list[object] = []
         while True:
             self._skip_ws()
             if self.text[self.i : self.i + 1] == "]":
                 self.i += 1
+                self.depth -= 1
                 return out
             out.append(self._value())
             self._expect_separator("]")
 
     def _map(self) -> dict[str, object]:
-        self.i += 1
+        self._enter()
         out: dict[str, object] = {}
         while True:
             self._skip_ws()
             if self.text[self.i : self.i + 1] == "}":
                 self.i += 1
+                self.depth -= 1
                 return out
             key = self._value()
             self._skip_ws()
@@ -177,9 +189,10 @@ def _split_key(text: str) -> tuple[str, str] | None:
     """`key: rest` -> (key, rest); None when the line is not a mapping entry."""
     if text[:1] in ("'", '"'):
         try:
-            key, rest = _quoted(text)
+            key, end = _quoted(text)
         except _Unparsable:
             return None
+        rest = text[end:]
         return (key, rest[1:]) if rest == ":" or rest.startswith((": ", ":\t")) else None
     if text[:1] in "[{?-#&*!|>" and not text.startswith("-"):
         return None
@@ -256,11 +269,11 @@ class _Block:
                 out.append(nested(item_indent, depth + 1))
             else:
                 self.i += 1
-                out.append(self.value(item, indent, depth))
+                out.append(self.value(item, indent, depth, item=True))
         return out
 
-    def value(self, rest: str, indent: int, depth: int) -> object:
-        """The value after `key:` (or `-`) on a line at `indent`, with any lines that belong to it."""
+    def value(self, rest: str, indent: int, depth: int, *, item: bool = False) -> object:
+        """The value after `key:` (or `-` when `item`) on a line at `indent`, with the lines that belong to it."""
         if depth > _MAX_DEPTH:
             raise _Unparsable("too deep")
         rest = rest.strip()
@@ -277,28 +290,40 @@ class _Block:
                 return self.mapping(nxt[0], depth + 1)
             if nxt[0] > indent:
                 return self._folded_plain("", indent)
-            return self.sequence(indent, depth + 1) if _is_item(nxt[1]) else None
+            # A key's list may sit at the key's own indentation (`key:\n- a`); after an empty
+            # `-` item, a dash at that indentation is the next item, and a shallower one is not ours.
+            if nxt[0] == indent and _is_item(nxt[1]) and not item:
+                return self.sequence(indent, depth + 1)
+            return None
         if head[0] in "[{":
-            return _Flow(self._continued(rest, indent, _balanced)).parse()
+            return _Flow(self._continued(rest, indent)).parse()
         if head[0] not in "'\"":
             return self._folded_plain(head, indent)
-        return _scalar(self._continued(rest, indent, _closed))
+        return _scalar(self._continued(rest, indent))
 
-    def _continued(self, text: str, indent: int, done: Callable[[str], bool]) -> str:
-        """Join the lines of a flow collection or quoted scalar until `done`, folded as YAML does:
-        a line break is a space, each blank line a newline."""
+    def _continued(self, rest: str, indent: int) -> str:
+        """Join the lines of the flow collection or quoted scalar opening `rest` up to its end,
+        folded as YAML does: a line break is a space, each blank line a newline.
+
+        Lines more indented than `indent` continue the value; so does a line that closes a flow
+        collection at any indentation (`tags: [` ... `]`), as PyYAML reads it.
+        """
+        scan = _Scan(rest[0])
+        parts = [scan.feed(rest)]
         blanks = 0
-        while not done(text) and self.i < len(self.lines):
+        while not scan.done and self.i < len(self.lines):
             line = self.lines[self.i]
-            if line.strip() and _indent(line) <= indent:
+            text = line.strip()
+            if text and _indent(line) <= indent and not (scan.flow and text[0] in "]}"):
                 break
             self.i += 1
-            if not line.strip():
+            if not text:
                 blanks += 1
                 continue
-            text += ("\n" * blanks if blanks else " ") + line.strip()
+            parts.append("\n" * blanks if blanks else " ")
+            parts.append(scan.feed(text))
             blanks = 0
-        return text
+        return "".join(parts)
 
     def _folded_plain(self, head: str, indent: int) -> object:
         """A plain scalar may continue on more-indented lines, folded with spaces."""
@@ -331,36 +356,84 @@ class _Block:
         return text if chomp == "-" or not text else text + "\n"
 
 
-def _closed(text: str) -> bool:
-    try:
-        _quoted(text.strip())
-    except _Unparsable:
-        return False
-    return True
+class _Scan:
+    """Finds where a flow collection or quoted scalar spanning several lines ends, in one pass.
 
+    Each line is fed once and the state (bracket depth, the open quote, a pending escape) carries
+    over to the next: re-checking the joined text for every added line made long values quadratic
+    (seconds for a 60 KB `tags: [` list, on the event loop).
+    """
 
-def _balanced(text: str) -> bool:
-    depth, quote = 0, ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-    return depth <= 0
+    def __init__(self, opener: str) -> None:
+        self.flow = opener in "[{"
+        self.depth = 0
+        self.quote = ""  # the quote we are inside, if any
+        self.pending = ""  # a backslash in "...", or a ' in '...' that may be the first of ''
+        self.done = False
+
+    def feed(self, piece: str) -> str:
+        """Scan the next line of the value; return it, cut before a comment outside quotes."""
+        if self.pending == "\\":
+            self.pending = ""  # the space joining the lines was the escaped character
+        prev = " "  # lines are joined by whitespace
+        for i, ch in enumerate(piece):
+            if self.quote and self._inside(ch):
+                prev = ch
+                continue
+            if self.done:
+                break
+            if self.flow and ch == "#" and prev in " \t":
+                return piece[:i].rstrip()
+            if ch in "\"'" and prev in " \t[{,:":
+                self.quote = ch
+            elif self.flow and ch in "[{":
+                self.depth += 1
+            elif self.flow and ch in "]}":
+                self.depth -= 1
+                self.done = self.depth <= 0
+            prev = ch
+        if self.pending == "'":
+            self._close()  # a ' at the end of a line is followed by whitespace: it closes the quote
+        return piece
+
+    def _inside(self, ch: str) -> bool:
+        """Step over `ch` inside quotes; False when it is the first character after them."""
+        if self.pending:
+            was, self.pending = self.pending, ""
+            if was == "\\" or ch == "'":
+                return True  # an escaped character, or the second ' of ''
+            self._close()  # the ' before was the closing quote
+            return False
+        if ch == "\\" and self.quote == '"':
+            self.pending = ch
+        elif ch == "'" and self.quote == "'":
+            self.pending = ch
+        elif ch == self.quote:
+            self._close()
+        return True
+
+    def _close(self) -> None:
+        self.quote, self.pending = "", ""
+        self.done = self.done or not self.flow
 
 
 def front_matter_text(text: str) -> str | None:
-    """The YAML between a leading `---` line and the next `---` (or `...`) line, if any."""
-    lines = text.lstrip("\ufeff").splitlines()
+    """The YAML between a leading `---` line and the next `---` (or `...`) line, if any.
+
+    None as well when that header is longer than `MAX_FRONT_MATTER_CHARS`: it is parsed on the
+    event loop for every info and listing request, so its size is bounded whatever the README.
+    """
+    text = text.lstrip("\ufeff")
+    head = text[: MAX_FRONT_MATTER_CHARS + 64]  # room for the `---` lines around a header at the cap
+    lines = head.splitlines()
+    if len(head) < len(text):
+        lines.pop()  # cut short: a closing line here could be the start of a longer line
     if not lines or lines[0].rstrip() != "---":
         return None
     for n, line in enumerate(lines[1:], 1):
         if line.rstrip() in ("---", "..."):
-            return "\n".join(lines[1:n])
+            yaml = "\n".join(lines[1:n])
+            return yaml if len(yaml) <= MAX_FRONT_MATTER_CHARS else None
     return None
 
 

@@ -96,9 +96,20 @@ def test_case_variant_ids_redirect_to_the_canonical_spelling(hub: LocalHub) -> N
         "/datasets/acme/data/resolve/main/train.csv": "/datasets/acme/Data/resolve/main/train.csv",
         "/api/datasets/ACME/DATA": "/api/datasets/acme/Data",
     }
-    for path, location in cases.items():
-        reply = fetch("GET", hub.url + path)
-        assert (reply.status, reply.header("location")) == (307, location), path
+    # The LFS routes too: a 307 keeps the POST and its body.
+    lfs = {
+        "/ACME/Tiny.git/info/lfs/objects/batch": "/acme/tiny.git/info/lfs/objects/batch",
+        "/acme/TINY.git/info/lfs/objects/verify?x=1": "/acme/tiny.git/info/lfs/objects/verify?x=1",
+        "/datasets/acme/data.git/info/lfs/objects/batch": "/datasets/acme/Data.git/info/lfs/objects/batch",
+    }
+    for method, table in (("GET", cases), ("POST", lfs)):
+        for path, location in table.items():
+            if method == "GET":
+                reply = fetch("GET", hub.url + path)
+            else:
+                reply = post_json(hub.url + path, {"operation": "upload", "objects": []}, WRITE_TOKEN)
+            assert (reply.status, reply.header("location")) == (307, location), path
+    assert post_json(f"{hub.url}/acme/tiny.git/info/lfs/objects/batch", {}, WRITE_TOKEN).status == 400
     assert fetch("GET", f"{hub.url}/api/models/acme/tiny").status == 200
     assert fetch("GET", f"{hub.url}/api/models/acme/other").header("x-error-code") == "RepoNotFound"
     assert fetch("GET", f"{hub.url}/api/datasets/ACME/Tiny").status == 404  # a model, not a dataset
