@@ -100,8 +100,9 @@ class Ctx:
         meta = self.svc.store.meta(repo) if self.svc.store.exists(repo) else None
         if meta is not None and visible_to(meta, self.token, repo):
             return meta
-        if meta is not None and self.token is None:
-            # Private and anonymous: 401, but still "not found" so its existence does not leak.
+        if self.token is None:
+            # Anonymous: the Hub's 401 whether the repo is private or missing, so the answer says
+            # nothing about which repos exist (hub-protocol §2.3).
             raise HubHTTPError(401, "Invalid username or password.", code="RepoNotFound")
         raise HubHTTPError(404, "Repository not found", code="RepoNotFound")
 

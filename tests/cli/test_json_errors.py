@@ -44,14 +44,14 @@ def error_document(r: CliResult, code: ExitCode) -> None:
 @pytest.mark.parametrize(
     ("args", "code"),
     [
-        (["info", "model", "acme/nope"], ExitCode.NOT_FOUND),
+        (["info", "model", "acme/nope"], ExitCode.AUTH_REQUIRED),  # anonymous: the Hub's 401
         (["info", "model", "acme/tiny", "--revision", "v9"], ExitCode.NOT_FOUND),
         (["info", "model", "a/b/c"], ExitCode.USAGE),
         (["info", "checkpoint", "acme/tiny"], ExitCode.USAGE),
         (["search", "model", "x", "--limit", "0"], ExitCode.USAGE),
         (["search", "space", "x", "--task", "y"], ExitCode.USAGE),
         (["pull", "model", "acme/gated-llama"], ExitCode.GATED),
-        (["pull", "model", "acme/nope"], ExitCode.NOT_FOUND),
+        (["pull", "model", "acme/nope"], ExitCode.AUTH_REQUIRED),
         (["pull", "model", "acme/tiny", "--max-rate", "fast"], ExitCode.USAGE),
         (["pull", "model", "acme/tiny", "--max-connections", "0"], ExitCode.USAGE),
         (["pull", "model", "acme/tiny", "--quantization", "Q3_K_S"], ExitCode.USAGE),
@@ -64,7 +64,7 @@ def test_failing_commands_write_an_error_document(
 
 
 def test_without_json_a_failure_writes_nothing_on_stdout(run_cli: Run, hub: LocalHub) -> None:
-    r = run_cli("--endpoint", hub.url, "hf", "info", "model", "acme/nope")
+    r = run_cli("--endpoint", hub.url, "--token", READER, "hf", "info", "model", "acme/nope")
     assert r.exit_code == ExitCode.NOT_FOUND and r.stdout == "" and len(r.stderr.splitlines()) == 1
 
 

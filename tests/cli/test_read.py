@@ -136,7 +136,8 @@ def test_bad_input_is_one_line_and_non_zero(run_cli: Run, hub: LocalHub) -> None
         (["hf", "search", "model", "x", "--limit", "0"], ExitCode.USAGE, "--limit"),
         (["hf", "search", "model", "x", "--limit", "-3"], ExitCode.USAGE, "--limit"),
         (["hf", "info", "model", "acme/llama-tiny", "--revision", "v9"], ExitCode.NOT_FOUND, "revision 'v9'"),
-        (["hf", "info", "model", "acme/nope"], ExitCode.NOT_FOUND, "acme/nope"),
+        (["hf", "info", "model", "acme/nope"], ExitCode.AUTH_REQUIRED, "private, or does not exist"),
+        (["--token", TOKEN, "hf", "info", "model", "acme/nope"], ExitCode.NOT_FOUND, "acme/nope"),
         (["hf", "search", "model", "x", "--sort", "size"], ExitCode.USAGE, "sort"),
     ]
     for args, code, text in cases:

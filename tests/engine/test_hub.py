@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from engine import (
+    AuthRequiredError,
     Engine,
     EngineConfig,
     Event,
@@ -72,10 +73,13 @@ async def test_retries_are_capped_at_five_then_the_error_is_mapped(hub: LocalHub
 
 @pytest.mark.anyio
 async def test_other_4xx_are_not_retried(hub: LocalHub) -> None:
-    async with Engine(cfg(hub)) as engine:
+    async with Engine(cfg(hub, token=TOKEN)) as engine:
         with pytest.raises(NotFoundError):
             await engine.info(RepoRef.parse("model", "acme/missing"))
-    assert statuses(hub) == [404]
+    async with Engine(cfg(hub)) as engine:
+        with pytest.raises(AuthRequiredError, match="private, or does not exist"):
+            await engine.info(RepoRef.parse("model", "acme/missing"))  # anonymous: the Hub's 401
+    assert statuses(hub) == [404, 401]
 
 
 @pytest.mark.anyio

@@ -253,7 +253,7 @@ async def test_include_exclude(hub: LocalHub) -> None:
 @pytest.mark.anyio
 async def test_errors_name_what_is_missing(hub: LocalHub) -> None:
     hub.add_repo("acme/tiny", {"config.json": b"{}"})
-    config = cfg(hub)
+    config = cfg(hub, token=TOKEN)  # anonymous, a missing repo is the Hub's 401 (test_hub.py)
     with pytest.raises(NotFoundError, match="acme/nope"):
         await do_pull(config, "acme/nope")
     with pytest.raises(NotFoundError, match="revision 'v9'"):

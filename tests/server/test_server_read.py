@@ -152,13 +152,19 @@ def test_not_found_errors_carry_hub_headers(hub: LocalHub) -> None:
         f"{hub.url}/acme/tiny/resolve/main/missing.json": "EntryNotFound",
     }
     for url, code in cases.items():
-        reply = fetch("HEAD" if "resolve" in url else "GET", url)
+        reply = fetch("HEAD" if "resolve" in url else "GET", url, token=READ_TOKEN)
         assert (reply.status, reply.header("x-error-code")) == (404, code), url
         assert reply.header("x-error-message") and reply.header("x-request-id")
     missing = fetch("HEAD", f"{hub.url}/acme/tiny/resolve/main/missing.json")
     assert missing.header("x-repo-commit") == sha
-    assert json.loads(fetch("GET", f"{hub.url}/api/models/acme/nope").body) == {
+    assert json.loads(fetch("GET", f"{hub.url}/api/models/acme/nope", token=READ_TOKEN).body) == {
         "error": "Repository not found"
+    }
+    # Anonymous, a missing repo gets what a private one gets (hub-protocol §2.3): existence stays hidden.
+    hub.add_repo("acme/private", {"a": "a"}, private=True)
+    answers = [fetch("GET", f"{hub.url}/api/models/acme/{name}") for name in ("nope", "private")]
+    assert {(r.status, r.header("x-error-code"), r.body) for r in answers} == {
+        (401, "RepoNotFound", b'{"error":"Invalid username or password."}')
     }
 
 

@@ -112,7 +112,7 @@ def test_case_variant_ids_redirect_to_the_canonical_spelling(hub: LocalHub) -> N
     assert post_json(f"{hub.url}/acme/tiny.git/info/lfs/objects/batch", {}, WRITE_TOKEN).status == 400
     assert fetch("GET", f"{hub.url}/api/models/acme/tiny").status == 200
     assert fetch("GET", f"{hub.url}/api/models/acme/other").header("x-error-code") == "RepoNotFound"
-    assert fetch("GET", f"{hub.url}/api/datasets/ACME/Tiny").status == 404  # a model, not a dataset
+    assert fetch("GET", f"{hub.url}/api/datasets/ACME/Tiny").status == 401  # a model: no such dataset
 
 
 REFS_SCRIPT = r"""

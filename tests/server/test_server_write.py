@@ -74,7 +74,7 @@ def test_create_repo_auth_and_conflict(hub: LocalHub) -> None:
     gone = fetch("DELETE", f"{hub.url}/api/repos/delete", token=WRITE_TOKEN,
                  body=json.dumps({"name": "m", "organization": "alice", "type": "model"}))  # fmt: skip
     assert gone.status == 200 and gone.body == b"OK"
-    assert fetch("GET", f"{hub.url}/api/models/alice/m").status == 404
+    assert fetch("GET", f"{hub.url}/api/models/alice/m", token=WRITE_TOKEN).status == 404
     assert hub.stats().writes == 7
 
 
