@@ -156,10 +156,13 @@ def scanner_id() -> str:
     return xxhash.xxh3_64_hexdigest(Path(__file__).with_name("_secrets.py").read_bytes())
 
 
-def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | None = None) -> None:
+def check_secrets(
+    folder: Path, files: Sequence[LocalFile], cache: HashCache | None = None, workers: int = 1
+) -> None:
     """Raise SecretsFoundError listing `path:line` with masked excerpts when the scan finds any.
 
-    Files that the same scanner found clean before, unchanged since, are not read again.
+    Files that the same scanner found clean before, unchanged since, are not read again. Large
+    text files are scanned on up to `workers` processes.
     """
     scanner = scanner_id()
     keyed = [(f.rel, f.key) for f in files if f.path is not None and f.key is not None]
@@ -167,9 +170,9 @@ def check_secrets(folder: Path, files: Sequence[LocalFile], cache: HashCache | N
     todo = [(rel, key) for rel, key in keyed if key not in known]
     if not todo:
         return  # and the rules, ~4 ms of regex compilation, are not even loaded
-    from engine._secrets import scan_folder
+    from engine._scanpool import scan_paths
 
-    findings = scan_folder(folder, [rel for rel, _ in todo])
+    findings = scan_paths(folder, [rel for rel, _ in todo], [key.size for _, key in todo], workers)
     if not findings:
         if cache is not None:
             cache.mark_clean((key for _, key in todo), scanner)
@@ -223,7 +226,7 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
     cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hub_cache)
     try:
-        await anyio.to_thread.run_sync(check_secrets, folder, files, cache)
+        await anyio.to_thread.run_sync(check_secrets, folder, files, cache, engine.config.hash_workers)
         try:
             return await _Run(engine, ref, options, files, cache).go(folder)
         except ExceptionGroup as group:

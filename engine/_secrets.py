@@ -469,14 +469,27 @@ def _is_binary(path: str, head: bytes) -> bool:
     return False
 
 
+def _is_utf16(path: str, head: bytes) -> bool:
+    # UTF-16 text (what Windows PowerShell's `>` writes) is full of NULs: its BOM says it is
+    # text, and it is scanned as the UTF-8 it decodes to.
+    return head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not path.lower().endswith(
+        _BINARY_SUFFIXES
+    )
+
+
+def text_bytes(file: Path, path: str) -> int:
+    """How many bytes the content scan would read from `file`: its size, or 0 when it is binary."""
+    with file.open("rb") as f:
+        head = f.read(BINARY_SNIFF_BYTES)
+        if not _is_utf16(path, head) and _is_binary(path, head):
+            return 0
+        return f.seek(0, 2)
+
+
 def _scan_file(file: Path, path: str) -> list[Finding]:
     with file.open("rb") as f:
         head = f.read(BINARY_SNIFF_BYTES)
-        # UTF-16 text (what Windows PowerShell's `>` writes) is full of NULs: its BOM says it is
-        # text, and it is scanned as the UTF-8 it decodes to.
-        utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not path.lower().endswith(
-            _BINARY_SUFFIXES
-        )
+        utf16 = _is_utf16(path, head)
         if not utf16 and _is_binary(path, head):
             return []
         first = head + f.read(SCAN_BLOCK_BYTES - len(head))

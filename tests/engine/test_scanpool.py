@@ -1,0 +1,86 @@
+"""The secret scan on several processes gives exactly the serial scan's findings, in its order."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import _scanpool
+from engine._scanpool import scan_paths
+from engine._secrets import scan_folder
+
+TOKEN = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f"
+FILLER = b"lorem ipsum dolor sit amet, consectetur adipiscing elit\n"
+
+
+@pytest.fixture
+def submitted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files handed to worker processes."""
+    seen: list[str] = []
+
+    class Spy(ProcessPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            seen.extend(args[1])
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(_scanpool, "ProcessPoolExecutor", Spy)
+    return seen
+
+
+def folder(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": FILLER * 300 + f"HF_TOKEN={TOKEN}\n".encode(),  # found on line 301
+        "b.jsonl": FILLER * 500,
+        "c.log": f"x {TOKEN}\n".encode() + FILLER * 400 + f"y {TOKEN}\n".encode(),
+        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}" + FILLER * 400 + TOKEN.encode(),
+        ".env": b"A=1\n",
+        "small.txt": f"{TOKEN}\n".encode(),
+    }
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+    return files
+
+
+def test_the_pool_finds_what_the_serial_scan_finds_in_the_same_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, submitted: list[str]
+) -> None:
+    monkeypatch.setattr(_scanpool, "BIG_FILE_BYTES", 1024)
+    monkeypatch.setattr(_scanpool, "PARALLEL_TEXT_BYTES", 1024)
+    files = folder(tmp_path)
+    rels = list(files)
+    serial = scan_folder(tmp_path, rels)
+    assert [(f.path, f.line) for f in serial] == [
+        ("a.txt", 301), ("c.log", 1), ("c.log", 402), (".env", None), ("small.txt", 1)
+    ]  # fmt: skip
+    parallel = scan_paths(tmp_path, rels, [len(files[r]) for r in rels], workers=2)
+    assert parallel == serial
+    # Large text files went to the workers; the binary one and the small ones stayed here.
+    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log"]
+
+
+def test_little_text_or_one_worker_starts_no_pool(tmp_path: Path, submitted: list[str]) -> None:
+    files = folder(tmp_path)
+    rels = list(files)
+    sizes = [len(files[r]) for r in rels]
+    assert scan_paths(tmp_path, rels, sizes, workers=8) == scan_folder(tmp_path, rels)
+    assert scan_paths(tmp_path, rels, sizes, workers=1) == scan_folder(tmp_path, rels)
+    assert submitted == []
+
+
+def test_a_pool_that_cannot_start_falls_back_to_the_serial_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    def broken(*args: object) -> object:
+        raise BrokenProcessPool("a worker could not start")
+
+    monkeypatch.setattr(_scanpool, "BIG_FILE_BYTES", 1024)
+    monkeypatch.setattr(_scanpool, "PARALLEL_TEXT_BYTES", 1024)
+    monkeypatch.setattr(_scanpool, "_in_pool", broken)
+    files = folder(tmp_path)
+    rels = list(files)
+    assert scan_paths(tmp_path, rels, [len(files[r]) for r in rels], workers=2) == scan_folder(tmp_path, rels)
