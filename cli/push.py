@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -58,7 +59,8 @@ def push(
     from engine._push import PushOptions
 
     ref = guard(lambda: RepoRef.parse(asset, repo))
-    config = load(ctx)
+    # The CLI's entry points are guarded against re-import, so the scan may spawn workers.
+    config = load(ctx, scan_processes=max(1, os.cpu_count() or 1))
     options = PushOptions(
         revision=revision,
         message=message,

@@ -71,6 +71,10 @@ class EngineConfig:
     files_in_flight: int = 8
     max_rate_bytes_s: float | None = None
     hash_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Processes for the push's secret scan of large text files; 1 keeps it in this process. A
+    # spawned worker re-imports the program's __main__, which only a guarded entry point (the
+    # CLI's) can afford, so a program that embeds the engine opts in.
+    scan_processes: int = 1
 
     @property
     def endpoint_origin(self) -> tuple[str, str, int]:

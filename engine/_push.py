@@ -226,7 +226,7 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
     cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hub_cache)
     try:
-        await anyio.to_thread.run_sync(check_secrets, folder, files, cache, engine.config.hash_workers)
+        await anyio.to_thread.run_sync(check_secrets, folder, files, cache, engine.config.scan_processes)
         try:
             return await _Run(engine, ref, options, files, cache).go(folder)
         except ExceptionGroup as group:

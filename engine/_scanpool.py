@@ -8,6 +8,7 @@ of weights (binary files are never read past their first bytes), stay in this pr
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +23,7 @@ BIG_FILE_BYTES = 4 << 20  # files this large are scanned in the pool, the rest h
 def scan_paths(root: Path, rels: Sequence[str], sizes: Sequence[int], workers: int) -> list[Finding]:
     """`scan_folder(root, rels)`, with large text files spread over `workers` processes.
 
+    Only for programs whose `__main__` may be re-imported (spawned workers do): the CLI's.
     `sizes` are the files' sizes, in the order of `rels`. Findings come in the order of `rels`.
     """
     candidates = [rel for rel, size in zip(rels, sizes, strict=True) if size >= BIG_FILE_BYTES]
@@ -32,18 +34,28 @@ def scan_paths(root: Path, rels: Sequence[str], sizes: Sequence[int], workers: i
         return scan_folder(root, rels)
     try:
         found = _in_pool(root, rels, text, workers)
-    except (BrokenProcessPool, OSError):
-        # A worker could not start (no /dev/shm for its semaphores, a __main__ that cannot be
-        # re-imported by an embedding program): the scan must happen all the same.
+    except BrokenProcessPool:
+        # A worker could not start or died: the scan must happen all the same.
         return scan_folder(root, rels)
     return [f for rel in rels for f in found.get(rel, [])]
 
 
 def _in_pool(root: Path, rels: Sequence[str], text: dict[str, int], workers: int) -> dict[str, list[Finding]]:
     here = [rel for rel in rels if rel not in text]
-    # spawn, not fork: this process runs threads (the event loop's, the hash pool's).
+    # spawn, not fork: this process runs threads (the event loop's, the hash pool's). Workers
+    # ignore Ctrl-C: a worker killed by it would send the parent back to a serial rescan; the
+    # parent answers it once the scan is over (it runs on a thread that cannot be cancelled).
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(text)), mp_context=context) as pool:
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(text)),
+            mp_context=context,
+            initializer=signal.signal,
+            initargs=(signal.SIGINT, signal.SIG_IGN),
+        )
+    except OSError as exc:  # no semaphores (a container without /dev/shm)
+        raise BrokenProcessPool(str(exc)) from exc
+    with pool:
         largest_first = sorted(text, key=text.__getitem__, reverse=True)
         pending = {rel: pool.submit(scan_folder, root, [rel]) for rel in largest_first}
         found = _by_path(scan_folder(root, here))

@@ -84,3 +84,34 @@ def test_a_pool_that_cannot_start_falls_back_to_the_serial_scan(
     files = folder(tmp_path)
     rels = list(files)
     assert scan_paths(tmp_path, rels, [len(files[r]) for r in rels], workers=2) == scan_folder(tmp_path, rels)
+
+
+def test_the_cli_opts_in_and_the_engine_api_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, submitted: list[str], run_cli: Any
+) -> None:
+    import anyio
+
+    from engine import Engine, RepoRef, SecretsFoundError, load_config
+    from engine._push import PushOptions
+
+    monkeypatch.setattr(_scanpool, "BIG_FILE_BYTES", 1024)
+    monkeypatch.setattr(_scanpool, "PARALLEL_TEXT_BYTES", 1024)
+    root = tmp_path / "model"
+    root.mkdir()
+    folder(root)
+    # The scan refuses before any request, so the endpoint is never reached.
+    endpoint, token = "http://127.0.0.1:9", "hf_scanpool_token_000000000000000"
+
+    async def engine_push() -> None:
+        config = load_config({"HF_HOME": str(tmp_path / "home")}, endpoint=endpoint, token=token)
+        async with Engine(config) as engine:
+            await engine.push(RepoRef.parse("model", "acme/x"), root, PushOptions(card=False))
+
+    with pytest.raises(SecretsFoundError):
+        anyio.run(engine_push)
+    assert submitted == []  # a program embedding the engine may not be re-importable
+    r = run_cli(
+        "--endpoint", endpoint, "--token", token, "hf", "push", "model", str(root), "--repo", "acme/x"
+    )
+    assert r.exit_code == 12 and "a.txt:301" in r.stderr
+    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log"]
