@@ -83,53 +83,52 @@ def legacy_location(store: Store, raw_path: str) -> tuple[str, RepoRef] | None:
         api_type, rest = _COLLECTIONS[segs[1]], segs[2:]
         head = ["", "api", segs[1]]
         if len(rest) == 1 or rest[1] in _REPO_ACTIONS:
-            if found := _alias_location(store, api_type, head, rest[0], rest[1:]):
+            if found := _moved(head, _alias_target(store, api_type, rest[0]), rest[1:]):
                 return found
         if len(rest) == 2 or (len(rest) > 2 and rest[2] in _REPO_ACTIONS):
-            return _case_location(store, api_type, head, rest[0], rest[1], rest[2:])
+            return _moved(head, _case_target(store, api_type, rest[0], rest[1]), rest[2:])
         return None
     head = [""]
     repo_type: RepoType = "model"
     if segs and segs[0] in _PREFIXES:
         head, repo_type, segs = ["", segs[0]], _PREFIXES[segs[0]], segs[1:]
     if len(segs) >= 3 and segs[1] in ("resolve", "raw"):
-        if found := _alias_location(store, repo_type, head, segs[0], segs[1:]):
+        if found := _moved(head, _alias_target(store, repo_type, segs[0]), segs[1:]):
             return found
     if len(segs) >= 4 and segs[2] in ("resolve", "raw"):
-        return _case_location(store, repo_type, head, segs[0], segs[1], segs[2:])
+        return _moved(head, _case_target(store, repo_type, segs[0], segs[1]), segs[2:])
     # Git LFS: `/{ns}/{name}.git/info/lfs/objects/{batch,verify}`, the id carrying a `.git` suffix.
     if len(segs) >= 4 and segs[1:4] == ["info", "lfs", "objects"] and segs[0].endswith(".git"):
-        return _alias_location(store, repo_type, head, segs[0][:-4], segs[1:], suffix=".git")
+        return _moved(head, _alias_target(store, repo_type, segs[0][:-4]), segs[1:], ".git")
     if len(segs) >= 5 and segs[2:5] == ["info", "lfs", "objects"] and segs[1].endswith(".git"):
-        return _case_location(store, repo_type, head, segs[0], segs[1][:-4], segs[2:], suffix=".git")
+        return _moved(head, _case_target(store, repo_type, segs[0], segs[1][:-4]), segs[2:], ".git")
     return None
 
 
-def _alias_location(
-    store: Store, repo_type: RepoType, head: list[str], raw_name: str, tail: list[str], suffix: str = ""
+def _moved(
+    head: list[str], repo: RepoRef | None, tail: list[str], suffix: str = ""
 ) -> tuple[str, RepoRef] | None:
-    """The same path with the legacy bare id `raw_name` replaced by its repo's id, if it has one."""
+    """The request path with the repo id replaced by `repo`'s, or None when there is no `repo`."""
+    return ("/".join([*head, repo.repo_id + suffix, *tail]), repo) if repo is not None else None
+
+
+def _alias_target(store: Store, repo_type: RepoType, raw_name: str) -> RepoRef | None:
+    """The repo a legacy bare id stands for, if `aliases.json` names one."""
     target = store.canonical_id(repo_type, unquote(raw_name))
     try:
-        repo = repo_ref(repo_type, target) if target else None
+        return repo_ref(repo_type, target) if target else None
     except UsageError:
         return None  # a hand-edited aliases.json naming an invalid id
-    return ("/".join([*head, repo.repo_id + suffix, *tail]), repo) if repo else None
 
 
-def _case_location(
-    store: Store, repo_type: RepoType, head: list[str], raw_ns: str, raw_name: str, tail: list[str],
-    suffix: str = "",
-) -> tuple[str, RepoRef] | None:  # fmt: skip
-    """The same path with `ns/name` in the stored spelling, if only a case variant of it exists."""
+def _case_target(store: Store, repo_type: RepoType, raw_ns: str, raw_name: str) -> RepoRef | None:
+    """The stored repo whose id equals `ns/name` ignoring case, if only such a variant exists."""
     try:
         repo = repo_ref(repo_type, f"{unquote(raw_ns)}/{unquote(raw_name)}")
     except UsageError:
         return None
     target = store.canonical_case(repo_type, repo.repo_id)
-    if not target:
-        return None
-    return "/".join([*head, target + suffix, *tail]), repo_ref(repo_type, target)
+    return repo_ref(repo_type, target) if target else None
 
 
 def _match_api_tree(method: str, segs: list[str]) -> tuple[str, Handler]:

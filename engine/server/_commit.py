@@ -224,7 +224,7 @@ async def commit(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
     header, ops = _parse_ndjson(await ctx.request.read())
     create_pr = truthy(ctx.query.get("create_pr"))
     # One commit at a time per repo; the parentCommit check and the apply must not interleave.
-    async with ctx.svc.commit_locks.setdefault(repo, anyio.Lock()):
+    async with ctx.svc.commit_lock(repo):
         branch = rev.removeprefix("refs/heads/")
         if branch not in store.branches(repo):
             raise HubHTTPError(404, f"Invalid rev id: {rev}", code="RevisionNotFound")

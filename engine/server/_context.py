@@ -59,6 +59,10 @@ class Services:
     blob_port: int = 0
     commit_locks: dict[RepoRef, anyio.Lock] = field(default_factory=dict)
 
+    def commit_lock(self, repo: RepoRef) -> anyio.Lock:
+        """The lock that serialises writes to `repo`'s refs (commits, tags, new PR numbers)."""
+        return self.commit_locks.setdefault(repo, anyio.Lock())
+
 
 def visible_to(meta: Mapping[str, object], token: TokenInfo | None, repo: RepoRef) -> bool:
     """Whether a caller with `token` (None: anonymous) may see the repo with this metadata."""

@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Mapping
 
-import anyio
 from aiohttp import web
 
 from engine._models import RepoRef
@@ -152,7 +151,7 @@ async def create(ctx: Ctx, repo: RepoRef) -> web.Response:
         raise HubHTTPError(400, "a discussion needs a non-empty 'title'")
     store, pull_request = ctx.svc.store, bool(body.get("pullRequest"))
     # The commit lock keeps numbers unique against concurrent `create_pr=1` commits.
-    async with ctx.svc.commit_locks.setdefault(repo, anyio.Lock()):
+    async with ctx.svc.commit_lock(repo):
         num = next_number(store, repo)
         if pull_request:
             base = await revision_snapshot(ctx, repo, MAIN)

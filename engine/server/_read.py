@@ -14,7 +14,7 @@ from aiohttp import web
 
 from engine._models import RepoRef, RepoType
 from engine.server._card import read_front_matter, with_card
-from engine.server._context import Ctx
+from engine.server._context import Ctx, visible_to
 from engine.server._faults import BodyFaults
 from engine.server._http import HubHTTPError, json_response, query_list, truthy
 from engine.server._rules import iso_date, lfs_pointer, mongo_id
@@ -254,9 +254,7 @@ async def list_repos(ctx: Ctx, repo_type: RepoType) -> web.Response:
     rows: list[dict[str, object]] = []
     for repo in store.list_repos(repo_type):
         sidecar = store.meta(repo)
-        if sidecar.get("private") and (
-            ctx.token is None or not ctx.token.reaches(repo.repo_id.split("/")[0])
-        ):
+        if not visible_to(sidecar, ctx.token, repo):
             continue
         meta = card_meta(ctx, repo, sidecar, None)
         if not _matches(ctx, repo, meta):

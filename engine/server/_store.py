@@ -269,13 +269,10 @@ class Store:
         os.replace(tmp, path)
 
     def branches(self, repo: RepoRef) -> list[str]:
-        top = self.branches_root(repo)
-        others = sorted(unquote(d.name) for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
-        return [MAIN, *(b for b in others if b != MAIN)]
+        return [MAIN, *(b for b in _ref_names(self.branches_root(repo)) if b != MAIN)]
 
     def tags(self, repo: RepoRef) -> list[str]:
-        top = self.tags_root(repo)
-        return sorted(unquote(d.name) for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
+        return _ref_names(self.tags_root(repo))
 
     def commit_log(self, repo: RepoRef) -> list[dict[str, object]]:
         """Commits recorded by the write API, oldest first (hand edits leave no record)."""
@@ -449,9 +446,9 @@ class Store:
         """The snapshot a revision names: a branch (or `refs/heads/<b>`), a tag (or `refs/tags/<t>`),
         or the commit id of a branch head or tag. A branch wins over a tag of the same name."""
         branches = self.branches(repo)
-        tags = self.tags(repo)
         if (name := rev.removeprefix("refs/heads/")) in branches:
             return await self.snapshot(repo, name)
+        tags = self.tags(repo)  # only listed when the revision is not a branch, the common case
         if (name := rev.removeprefix(TAG_PREFIX)) in tags:
             return await self.snapshot(repo, TAG_PREFIX + name)
         if HEX40.match(rev):
@@ -505,6 +502,11 @@ class Store:
                 tmp.write_bytes(content.encode() if isinstance(content, str) else content)
             os.replace(tmp, dest)
         self.invalidate(repo)
+
+
+def _ref_names(top: Path) -> list[str]:
+    """The branch or tag names stored as %-encoded folders under `top`, sorted."""
+    return sorted(unquote(d.name) for d in top.iterdir() if d.is_dir()) if top.is_dir() else []
 
 
 def _case_variants(folder: Path, name: str) -> list[Path]:

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-import anyio
 from aiohttp import web
 
 from engine._errors import UsageError
@@ -133,10 +132,7 @@ async def delete_repo(ctx: Ctx) -> web.Response:
     repo = _repo_from_body(ctx, await json_body(ctx))
     writable_repo(ctx, repo)
     store = ctx.svc.store
-    # Move out of the way first so readers never see a half-deleted repo.
-    gone = store.new_tmp("deleted-")
-    os.replace(store.repo_dir(repo), gone)
-    shutil.rmtree(gone, ignore_errors=True)
+    _remove_dir(store, store.repo_dir(repo))
     shutil.rmtree(store.branches_root(repo), ignore_errors=True)
     shutil.rmtree(store.tags_root(repo), ignore_errors=True)
     for path in (store.meta_file(repo), store.commits_file(repo), store.discussions_file(repo)):
@@ -337,10 +333,17 @@ def _check_ref_name(kind: str, name: object) -> str:
 
 
 def _remove_dir(store: Store, top: Path) -> None:
-    # Moved out of the way first so readers never see a half-deleted ref.
-    gone = store.new_tmp("ref-")
+    # Moved out of the way first so readers never see a half-deleted repo or ref.
+    gone = store.new_tmp("deleted-")
     os.replace(top, gone)
     shutil.rmtree(gone, ignore_errors=True)
+
+
+def _delete_ref(store: Store, repo: RepoRef, ref: str) -> web.Response:
+    """Remove a branch or tag (`refs/tags/<t>`) folder; the answer of both DELETE routes."""
+    _remove_dir(store, store.branch_dir(repo, ref))
+    store.invalidate(repo)
+    return json_response({})
 
 
 async def branch(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
@@ -352,9 +355,7 @@ async def branch(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
             raise HubHTTPError(403, f"Cannot delete the default branch '{MAIN}' of {repo.repo_id}")
         if name not in store.branches(repo):
             raise HubHTTPError(404, f"Invalid rev id: {name}", code="RevisionNotFound")
-        _remove_dir(store, store.branch_dir(repo, name))
-        store.invalidate(repo)
-        return json_response({})
+        return _delete_ref(store, repo, name)
     _check_ref_name("branch", name)
     if name in store.branches(repo):
         raise HubHTTPError(409, f"Reference already exists: refs/heads/{name}")
@@ -377,12 +378,10 @@ async def tag(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
     if ctx.request.method == "DELETE":
         if name not in store.tags(repo):
             raise HubHTTPError(404, f"Invalid rev id: {name}", code="RevisionNotFound")
-        _remove_dir(store, store.branch_dir(repo, TAG_PREFIX + name))
-        store.invalidate(repo)
-        return json_response({})
+        return _delete_ref(store, repo, TAG_PREFIX + name)
     new = _check_ref_name("tag", (await json_body(ctx)).get("tag"))
     # Under the commit lock, so a commit cannot swap files while they are being linked.
-    async with ctx.svc.commit_locks.setdefault(repo, anyio.Lock()):
+    async with ctx.svc.commit_lock(repo):
         if new in store.tags(repo):
             raise HubHTTPError(409, f"Reference already exists: {TAG_PREFIX}{new}")
         base = await revision_snapshot(ctx, repo, name)

@@ -146,14 +146,20 @@ class _Flow:
         if self.depth > _MAX_DEPTH:
             raise _Unparsable("too deep")
 
+    def _leave(self, closing: str) -> bool:
+        """Consume `closing` (ending the innermost collection) if it comes next."""
+        self._skip_ws()
+        if self.text[self.i : self.i + 1] != closing:
+            return False
+        self.i += 1
+        self.depth -= 1
+        return True
+
     def _seq(self) -> list[object]:
         self._enter()
         out: list[object] = []
         while True:
-            self._skip_ws()
-            if self.text[self.i : self.i + 1] == "]":
-                self.i += 1
-                self.depth -= 1
+            if self._leave("]"):
                 return out
             out.append(self._value())
             self._expect_separator("]")
@@ -162,10 +168,7 @@ class _Flow:
         self._enter()
         out: dict[str, object] = {}
         while True:
-            self._skip_ws()
-            if self.text[self.i : self.i + 1] == "}":
-                self.i += 1
-                self.depth -= 1
+            if self._leave("}"):
                 return out
             key = self._value()
             self._skip_ws()
