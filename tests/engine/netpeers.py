@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from engine import _http
 
 Reply = Callable[[bytes], bytes | None]  # request head -> raw response (None: close the connection)
@@ -68,6 +70,17 @@ def pool(**kw: float) -> _http.Pool:
 def ok(body: bytes, *extra: str) -> bytes:
     head = "\r\n".join(["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *extra])
     return head.encode() + b"\r\n\r\n" + body
+
+
+async def refused(url: str, match: str) -> _http.ConnectFailed:
+    """The ConnectFailed a fresh pool raises for a GET of `url` (pytest.raises-checked)."""
+    p = pool()
+    try:
+        with pytest.raises(_http.ConnectFailed, match=match) as info:
+            await p.request("GET", url)
+    finally:
+        await p.aclose()
+    return info.value
 
 
 async def get(p: _http.Pool, url: str, method: str = "GET") -> tuple[int, bytes]:

@@ -19,7 +19,7 @@ import pytest
 
 from engine import ConnectError, Engine, RepoRef, RetryPolicy, _http, _proxy, load_config
 from engine.testing.hub import LocalHub
-from tests.engine.netpeers import Peers, get, ok, pool, tls_peer
+from tests.engine.netpeers import Peers, get, ok, pool, refused, tls_peer
 
 CREDS = ("proxy-user", "s3cret-proxy-pass")
 
@@ -121,10 +121,7 @@ async def test_a_tunnel_to_a_certificate_for_the_proxy_only_is_refused(
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     server, url = await tls_peer(cert, key, b"x")
     monkeypatch.setenv("HTTPS_PROXY", relay.url)
-    p = pool()
-    with pytest.raises(_http.ConnectFailed, match="TLS certificate not accepted"):
-        await p.request("GET", url)
-    await p.aclose()
+    await refused(url, "TLS certificate not accepted")
     server.close()
 
 
@@ -177,11 +174,7 @@ async def test_a_407_on_plain_http_is_a_proxy_error(
     origin = await peers(lambda head: ok(b"never"))
     relay.require = basic("someone", "else")
     monkeypatch.setenv("HTTP_PROXY", with_creds(relay.url))
-    p = pool()
-    with pytest.raises(_http.ConnectFailed, match="refused the request") as info:
-        await p.request("GET", origin.url)
-    assert info.value.permanent and origin.connections == 0
-    await p.aclose()
+    assert (await refused(origin.url, "refused the request")).permanent and origin.connections == 0
 
 
 @pytest.mark.parametrize(

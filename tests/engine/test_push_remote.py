@@ -109,8 +109,7 @@ async def test_1001_files_take_one_preupload_call_per_256(
 ) -> None:
     # A loaded machine may take more than the batch's usual wait to hash them all.
     monkeypatch.setattr(push_mod, "PREUPLOAD_WAIT_S", 60.0)
-    folder = small_files(tmp_path, 1001)
-    result = await do_push(cfg(hub), folder, card=False)
+    result = await do_push(cfg(hub), small_files(tmp_path, 1001), card=False)
     assert len(result.by_action("add")) == 1001
     assert hub.stats().count("preupload", "POST") == math.ceil(1001 / OFFICIAL_PREUPLOAD_BATCH) == 4
 
@@ -121,8 +120,7 @@ async def test_a_batch_holding_enough_bytes_goes_without_waiting_for_256_files(
 ) -> None:
     # At one byte, every file is past the threshold: each is preuploaded (and sent) on its own.
     monkeypatch.setattr(push_mod, "PREUPLOAD_FLUSH_BYTES", 1)
-    folder = small_files(tmp_path, 5)
-    await do_push(cfg(hub), folder, card=False)
+    await do_push(cfg(hub), small_files(tmp_path, 5), card=False)
     assert hub.stats().count("preupload", "POST") == 5
 
 
