@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -104,10 +105,14 @@ class RepoInfo:
         )
 
 
+_LOWER_HEX = re.compile("[0-9a-f]*")
+
+
 def _hex(value: object, length: int, what: str) -> str:
     """A commit id or digest from the server, checked: it names folders and files in the cache."""
     text = str(value)
-    if text and not (len(text) == length and all(c in "0123456789abcdef" for c in text)):
+    # A regex, not a per-character loop: this runs for every file of a listing (twice with LFS).
+    if text and not (len(text) == length and _LOWER_HEX.fullmatch(text)):
         raise ProtocolError(f"the server sent a malformed {what} id {text[:80]!r}")
     return text
 

@@ -34,7 +34,7 @@ from engine._conn import (
     ConnectionBroken,
     HttpError,
 )
-from engine._proxy import Proxy, authority, proxy_for, public_url
+from engine._proxy import DEFAULT_PORTS, Proxy, authority, proxy_for, public_url
 
 # A host with a broken IPv6 route must not eat the whole connect timeout before IPv4 is tried
 # (RFC 8305; aiohttp and curl do the same).
@@ -90,7 +90,7 @@ def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]
         query = f"{query}&{extra}" if query else extra
     if query:
         target += "?" + query
-    port = p.port or (443 if p.scheme == "https" else 80)
+    port = p.port or DEFAULT_PORTS[p.scheme]
     return p.scheme, p.hostname, port, target
 
 
@@ -308,7 +308,7 @@ class Pool:
         given = {k.lower() for k in headers}
         lines = [f"{method} {target} HTTP/1.1"]
         if "host" not in given:
-            lines.append(f"Host: {authority(host, port, 443 if scheme == 'https' else 80)}")
+            lines.append(f"Host: {authority(host, port, DEFAULT_PORTS[scheme])}")
         if "user-agent" not in given:
             lines.append(f"User-Agent: {self.user_agent}")
         if "accept-encoding" not in given:

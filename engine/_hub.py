@@ -195,8 +195,8 @@ class HubClient:
         return origin_of(url) == self.config.endpoint_origin
 
     def _bucket(self, url: str) -> TokenBucket:
-        scheme, host, port = origin_of(url)
-        if not self.is_hub(url):
+        scheme, host, port = origin = origin_of(url)
+        if origin != self.config.endpoint_origin:  # is_hub(), without splitting the URL again
             kind, limits = "other", _UNMETERED
         elif "/resolve/" in urlsplit(url).path:
             kind, limits = "resolvers", self.config.resolve_limits
@@ -330,9 +330,7 @@ class HubClient:
                         continue
                     if is_retryable_status(status) and attempt < self.config.retry.max_retries:
                         attempt += 1
-                        # The body only keeps the connection reusable; losing it is no new failure.
-                        with contextlib.suppress(*_BODY_ERRORS):
-                            await resp.read()
+                        await _read_or_empty(resp)  # only keeps the connection reusable
                         resp.release()
                         await self.wait_retry(
                             url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
@@ -393,10 +391,7 @@ class HubClient:
         resp, url, _ = await self._exchange("GET", url, headers=headers, auth=auth, read=False)
         try:
             if resp.status >= 400:
-                try:
-                    body = await resp.read()
-                except _BODY_ERRORS:
-                    body = b""
+                body = await _read_or_empty(resp)
                 raise map_error(
                     HubResponse(resp.status, resp.headers, body, url), ctx, has_token=self._has_token(url)
                 )
@@ -414,15 +409,20 @@ def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, _http.ConnectFailed) and exc.permanent
 
 
-_BODY_ERRORS = (_http.HttpError, ConnectionError, TimeoutError)
+async def _read_or_empty(resp: _http.Response) -> bytes:
+    """The body of a response that is not the answer wanted (an error, a retry); b"" when it
+    breaks off: losing it is no new failure."""
+    try:
+        return await resp.read()
+    except (_http.HttpError, ConnectionError, TimeoutError):
+        return b""
 
 
 async def _drain(resp: _http.Response) -> None:
     """Read a small redirect body, so its connection goes back to the pool instead of closing."""
     length = resp.headers.get("content-length", "")
     if length.isdigit() and int(length) <= 64 << 10:
-        with contextlib.suppress(*_BODY_ERRORS):
-            await resp.read()
+        await _read_or_empty(resp)
 
 
 def _host(url: str) -> str:

@@ -60,7 +60,7 @@ def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Prox
     return Proxy(proxy_host, proxy_port, auth, f"http://{authority(proxy_host, proxy_port, -1)}")
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def public_url(url: str, *, path: bool = True) -> str:
@@ -78,7 +78,7 @@ def public_url(url: str, *, path: bool = True) -> str:
     if not host:
         return "(URL without a host)"  # `user:password@host` without `//` parses as a path
     scheme = p.scheme.lower()
-    default = _DEFAULT_PORTS.get(scheme, -1)
+    default = DEFAULT_PORTS.get(scheme, -1)
     try:
         shown = authority(host, p.port or default, default)
     except ValueError:
