@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from engine._secrets import Finding, scan_folder, text_bytes
+from engine._secrets import Finding, is_binary_file, scan_folder
 
 PARALLEL_TEXT_BYTES = 64 << 20  # text to read before a pool is worth starting
 BIG_FILE_BYTES = 4 << 20  # files this large are scanned in the pool, the rest here
@@ -26,21 +26,25 @@ def scan_paths(root: Path, rels: Sequence[str], sizes: Sequence[int], workers: i
     Only for programs whose `__main__` may be re-imported (spawned workers do): the CLI's.
     `sizes` are the files' sizes, in the order of `rels`. Findings come in the order of `rels`.
     """
-    candidates = [rel for rel, size in zip(rels, sizes, strict=True) if size >= BIG_FILE_BYTES]
-    if workers < 2 or len(candidates) < 2:
+    big = [(rel, size) for rel, size in zip(rels, sizes, strict=True) if size >= BIG_FILE_BYTES]
+    if workers < 2 or len(big) < 2:
         return scan_folder(root, rels)
-    text = {rel: n for rel in candidates if (n := text_bytes(root / rel, rel))}
+    # Sniffed once here: the serial scans below do not open these binary files again.
+    binary = {rel for rel, _ in big if is_binary_file(root / rel, rel)}
+    text = {rel: size for rel, size in big if rel not in binary}
     if len(text) < 2 or sum(text.values()) < PARALLEL_TEXT_BYTES:
-        return scan_folder(root, rels)
+        return scan_folder(root, rels, binary=binary)
     try:
-        found = _in_pool(root, rels, text, workers)
+        found = _in_pool(root, rels, text, binary, workers)
     except BrokenProcessPool:
         # A worker could not start or died: the scan must happen all the same.
-        return scan_folder(root, rels)
+        return scan_folder(root, rels, binary=binary)
     return [f for rel in rels for f in found.get(rel, [])]
 
 
-def _in_pool(root: Path, rels: Sequence[str], text: dict[str, int], workers: int) -> dict[str, list[Finding]]:
+def _in_pool(
+    root: Path, rels: Sequence[str], text: dict[str, int], binary: set[str], workers: int
+) -> dict[str, list[Finding]]:
     here = [rel for rel in rels if rel not in text]
     # spawn, not fork: this process runs threads (the event loop's, the hash pool's). Workers
     # ignore Ctrl-C: a worker killed by it would send the parent back to a serial rescan; the
@@ -58,7 +62,7 @@ def _in_pool(root: Path, rels: Sequence[str], text: dict[str, int], workers: int
     with pool:
         largest_first = sorted(text, key=text.__getitem__, reverse=True)
         pending = {rel: pool.submit(scan_folder, root, [rel]) for rel in largest_first}
-        found = _by_path(scan_folder(root, here))
+        found = _by_path(scan_folder(root, here, binary=binary))
         for rel, future in pending.items():
             found[rel] = future.result()
     return found

@@ -15,7 +15,7 @@ import codecs
 import functools
 import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -477,13 +477,11 @@ def _is_utf16(path: str, head: bytes) -> bool:
     )
 
 
-def text_bytes(file: Path, path: str) -> int:
-    """How many bytes the content scan would read from `file`: its size, or 0 when it is binary."""
+def is_binary_file(file: Path, path: str) -> bool:
+    """Whether the content scan reads `file` no further than its first BINARY_SNIFF_BYTES."""
     with file.open("rb") as f:
         head = f.read(BINARY_SNIFF_BYTES)
-        if not _is_utf16(path, head) and _is_binary(path, head):
-            return 0
-        return f.seek(0, 2)
+    return not _is_utf16(path, head) and _is_binary(path, head)
 
 
 def _scan_file(file: Path, path: str) -> list[Finding]:
@@ -504,16 +502,18 @@ def _utf16_as_utf8(blocks: Iterable[bytes]) -> Iterator[bytes]:
     yield decoder.decode(b"", True).encode("utf-8")
 
 
-def scan_folder(root: Path, paths: Iterable[str]) -> list[Finding]:
+def scan_folder(root: Path, paths: Iterable[str], *, binary: Container[str] = ()) -> list[Finding]:
     """Scan the files at `paths` (relative POSIX paths under `root`) by name and by content.
 
     Every text file is read whole, in blocks of SCAN_BLOCK_BYTES. A file is binary, and read no
     further, when its first BINARY_SNIFF_BYTES hold a NUL byte or, under a weights or archive
-    name (`.safetensors`, `.bin`, `.gguf`, `.zip`…), are not UTF-8. OSError propagates.
+    name (`.safetensors`, `.bin`, `.gguf`, `.zip`…), are not UTF-8. `binary`: paths the caller
+    already found binary (`is_binary_file`), not opened again. OSError propagates.
     """
     findings: list[Finding] = []
     for rel in paths:
         if (by_name := scan_name(rel)) is not None:
             findings.append(by_name)
-        findings += _scan_file(root / rel, rel)
+        if rel not in binary:
+            findings += _scan_file(root / rel, rel)
     return findings
