@@ -126,6 +126,21 @@ def test_throttles_keep_bytes_intact(hub: LocalHub, blob_url: str) -> None:
     assert hub.stats().total == 0
 
 
+def test_paced_body_flips_one_byte_between_zero_copy_chunks(hub: LocalHub, blob_url: str) -> None:
+    # 64 MiB/s paces in ~3 MiB/20 chunks: the flipped byte sits in a middle chunk, read into
+    # memory, while the chunks around it go out with sendfile.
+    hub.throttle(per_conn_bytes_s=64 * 1024 * 1024)
+    hub.flip_byte_once(offset=2_000_000)
+    reply = fetch("GET", blob_url, headers={"Range": "bytes=17-"})
+    body, want = reply.body, BLOB[17:]
+    assert reply.complete and len(body) == len(want)
+    assert body[2_000_000] == want[2_000_000] ^ 0xFF
+    assert body[:2_000_000] == want[:2_000_000] and body[2_000_001:] == want[2_000_001:]
+    hub.truncate_once(after_bytes=1_500_000)
+    cut = fetch("GET", blob_url)
+    assert not cut.complete and cut.body == BLOB[: len(cut.body)] and len(cut.body) == 1_500_000
+
+
 def test_admin_routes_drive_the_same_switches(hub: LocalHub, blob_url: str) -> None:
     admin = f"{hub.url}/_batuta"
     body = json.dumps({"fail": {"status": 502, "times": 1, "path_contains": "/api/"}})
