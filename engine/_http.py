@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -76,6 +77,18 @@ def _os_reason(exc: OSError) -> str:
     if exc.errno and exc.errno > 0 and not hasattr(exc, "reason"):  # ssl errors carry .reason
         return os.strerror(exc.errno).lower()
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+# The resolver's definite "no such name" (a typo, or no network at all): retrying for half a
+# minute cannot change it. EAI_AGAIN, a resolver that did not answer, is still retried.
+_NO_SUCH_HOST = {
+    socket.EAI_NONAME,
+    *(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n)),
+}
+
+
+def _unknown_host(exc: OSError) -> bool:
+    return isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_HOST
 
 
 def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]:
@@ -516,7 +529,9 @@ class Pool:
                     )
                 except OSError as exc:
                     reason = _os_reason(exc)
-                    raise ConnectFailed(f"cannot reach proxy {proxy.label}: {reason}") from exc
+                    raise ConnectFailed(
+                        f"cannot reach proxy {proxy.label}: {reason}", permanent=_unknown_host(exc)
+                    ) from exc
                 if tls is not None:
                     await self._tunnel(conn, proxy, host, port)
                     assert conn.transport is not None
@@ -530,7 +545,7 @@ class Pool:
                 raise ConnectFailed(f"TLS certificate not accepted: {verify}", permanent=True) from exc
             if proxy is not None:
                 reason = f"{reason} (through proxy {proxy.label})"
-            raise ConnectFailed(reason) from exc
+            raise ConnectFailed(reason, permanent=_unknown_host(exc)) from exc
 
     async def _tunnel(self, conn: Conn, proxy: Proxy, host: str, port: int) -> None:
         """CONNECT through the proxy; TLS then runs end to end, so the proxy sees no header."""

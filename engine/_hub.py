@@ -358,14 +358,17 @@ class HubClient:
 
     def _transport_error(self, url: str, exc: BaseException, attempts: int) -> E.TransportError:
         target = public_url(self.config.endpoint) if self.is_hub(url) else _origin_str(url)
+        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
         if isinstance(exc, TimeoutError):
             return E.TransferTimeoutError(
-                f"{target} did not answer in time after {attempts} attempts",
+                f"{target} did not answer in time after {tries}",
                 url=strip_query(url),
                 attempts=attempts,
             )
+        # Retrying would not have helped a permanent failure, so the count says nothing there.
+        after = "" if _permanent(exc) else f" (after {tries})"
         return E.ConnectError(
-            f"cannot reach {target}: {_short_reason(exc)} (after {attempts} attempts)",
+            f"cannot reach {target}: {_short_reason(exc)}{after}",
             url=strip_query(url),
             attempts=attempts,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -354,6 +355,22 @@ async def test_the_hub_client_does_not_retry_a_certificate_it_cannot_trust(
         assert client.retries == 0
     assert "hf_xxx" not in str(info.value)
     server.close()
+
+
+@pytest.mark.anyio
+async def test_the_hub_client_does_not_retry_a_host_name_that_does_not_exist() -> None:
+    host = "no-such-hub.invalid"  # RFC 2606: never resolves
+    try:
+        socket.getaddrinfo(host, 80)
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this resolver does not give a definite answer: {exc}")
+    config = load_config({}, endpoint=f"http://{host}", retry=RetryPolicy(base_s=0.01, cap_s=0.02))
+    async with HubClient(config) as client:
+        with pytest.raises(ConnectError, match=f"cannot reach http://{host}") as info:
+            await client.get_json("/api/models")
+        assert client.retries == 0
+    assert "attempts" not in str(info.value)
 
 
 @pytest.mark.anyio
