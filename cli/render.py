@@ -310,6 +310,7 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
                 "allowed_unsafe": [asdict(b) for b in result.allowed_unsafe],
                 "failed": [asdict(f) for f in result.failed],
                 "retries": result.retries,
+                "hub_unreachable": result.hub_unreachable,
                 "seconds": round(result.seconds, 3),
                 "mb_per_s": round(mb_s, 1),
             }

@@ -14,7 +14,14 @@ import anyio
 from engine._api import validate_revision, with_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
 from engine._download import Downloader, FileJob
-from engine._errors import BatutaError, IntegrityError, OfflineError, UsageError
+from engine._errors import (
+    BatutaError,
+    HubServerError,
+    IntegrityError,
+    OfflineError,
+    TransportError,
+    UsageError,
+)
 from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanReady
 from engine._hub import Ctx
 from engine._models import RemoteFile, RepoRef, validate_repo_id
@@ -77,6 +84,8 @@ class PullResult:
     bytes_downloaded: int = 0
     seconds: float = 0.0
     retries: int = 0
+    # Set when the Hub could not be reached and the answer came from a complete cached snapshot.
+    hub_unreachable: str | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -107,7 +116,20 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
 
     # One request gives the commit and, through `blobs=true` siblings, every file with its size
     # and digests; the tree listing is only needed when siblings are missing or incomplete.
-    info = await engine.api.repo_info(ref, opts.revision, blobs=True)
+    try:
+        info = await engine.api.repo_info(ref, opts.revision, blobs=True)
+    except (TransportError, HubServerError) as exc:
+        # No network, or the Hub is down: a snapshot already complete in the cache still answers,
+        # as it does for the official client. Anything less is the network error itself.
+        try:
+            result = _pull_offline(ref, opts, cache, local)
+        except OfflineError:
+            raise exc from None
+        result.hub_unreachable = str(exc)
+        engine.on_event(
+            Notice(f"the Hub could not be reached ({exc}): using the cached snapshot {result.commit[:12]}")
+        )
+        return result
     commit = info.sha
     # A legacy bare id (`gpt2`) answers with its `namespace/name`: file URLs use that and save a
     # redirect per file, while the cache stays keyed by what was asked, as the official client's is.

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -255,6 +256,41 @@ def test_info_offline_answers_from_the_cache(
     missing = run_cli(*ep(hub), "hf", "info", "model", "acme/other")
     assert missing.exit_code == ExitCode.OFFLINE and "not in the cache" in missing.stderr
     assert hub.stats().total == 0
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_unreachable_hub_falls_back_to_a_complete_cached_snapshot(
+    run_cli: Run, hub: LocalHub, tmp_path: Path
+) -> None:
+    commit = hub.add_repo("acme/cached", {"config.json": b"{}", "model.safetensors": b"w" * 64, "x.pt": b"p"})
+    out = tmp_path / "plain"
+    for dest in ([], ["-o", str(out)]):
+        assert run_cli(*ep(hub), "hf", "pull", "model", "acme/cached", "--quiet", *dest).exit_code == 0
+        # The Hub is down (503 on every API call, after the retries) or gone (nothing listens).
+        hub.fail(status=503, times=100, path_contains="/api/")
+        for endpoint in (hub.url, _closed_port_url()):
+            r = run_cli("--endpoint", endpoint, "hf", "pull", "model", "acme/cached", "--json", *dest)
+            doc = json.loads(r.stdout)
+            assert r.exit_code == 0 and doc["commit"] == commit and doc["downloaded"] == []
+            assert sorted(doc["skipped"]) == ["config.json", "model.safetensors"]
+            assert doc["hub_unreachable"] and "could not be reached" in r.stderr
+        hub.reset()
+    # Only a complete snapshot answers: the network error stands when a selected file is missing,
+    # including one that was blocked before and is now asked for.
+    dead = _closed_port_url()
+    r = run_cli("--endpoint", dead, "hf", "pull", "model", "acme/cached", "--allow-unsafe")
+    assert r.exit_code == ExitCode.UNREACHABLE and r.stderr.startswith("error: cannot reach")
+    (out / "config.json").unlink()
+    r = run_cli("--endpoint", dead, "hf", "pull", "model", "acme/cached", "-o", str(out))
+    assert r.exit_code == ExitCode.UNREACHABLE and "could not be reached" not in r.stderr
+    # A repo that does not exist is not a network failure: no fallback, the Hub's answer stands.
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/other")
+    assert r.exit_code in (ExitCode.NOT_FOUND, ExitCode.AUTH_REQUIRED)
 
 
 def test_official_client_trusts_batuta_local_dir_metadata(
