@@ -152,8 +152,18 @@ def pull(
     ctx: typer.Context,
     asset: AssetArg,
     repo_id: Annotated[str, typer.Argument(help="Repository id, e.g. TheBloke/Llama-2-7B-GGUF.")],
+    files: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Only these files (exact repo paths, e.g. config.json); default: the whole repo."
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Plain folder to write to (default: the HF cache).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="HF cache folder to use (default: HF_HUB_CACHE, else HF_HOME/hub)."),
     ] = None,
     revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit.")] = "main",
     quantization: Annotated[
@@ -168,6 +178,12 @@ def pull(
     allow_unsafe: Annotated[
         bool,
         typer.Option("--allow-unsafe", help="Also download pickle-based weights (.bin, .pt, .pkl, ...)."),
+    ] = False,
+    force_download: Annotated[
+        bool,
+        typer.Option(
+            "--force-download", help="Fetch and verify every selected file again, even when present."
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; transfer nothing.")] = False,
     as_json: JsonOpt = False,
@@ -196,10 +212,16 @@ def pull(
         overrides["max_connections"] = max_connections
     if max_rate is not None:
         overrides["max_rate_bytes_s"] = guard(lambda: parse_rate(max_rate))
+    if cache_dir is not None:
+        if cache_dir.exists() and not cache_dir.is_dir():
+            fail(f"--cache-dir '{cache_dir}' is not a folder", ExitCode.USAGE)
+        overrides["hub_cache"] = cache_dir.expanduser().absolute()
     config = load(ctx, **overrides)
     options = PullOptions(
         revision=revision,
         output=output,
+        paths=tuple(dict.fromkeys(f.removeprefix("./") for f in files or ())),
+        force=force_download,
         include=tuple(include or ()),
         exclude=tuple(exclude or ()),
         quantization=quantization,

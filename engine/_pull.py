@@ -44,6 +44,8 @@ class PullOptions:
     quantization: str | None = None
     allow_unsafe: bool = False
     dry_run: bool = False
+    paths: tuple[str, ...] = ()  # exact repo paths; empty: the whole repo
+    force: bool = False  # fetch every selected file again, even when present and verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,8 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     cache = RepoCache(config.hub_cache, ref)
     local = LocalDir(opts.output) if opts.output is not None else None
     if config.offline:
+        if opts.force:
+            raise UsageError("--force-download needs the network, and offline mode is on (HF_HUB_OFFLINE)")
         return _pull_offline(ref, opts, cache, local)
 
     # One request gives the commit and, through `blobs=true` siblings, every file with its size
@@ -120,7 +124,10 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         info = await engine.api.repo_info(ref, opts.revision, blobs=True)
     except (TransportError, HubServerError) as exc:
         # No network, or the Hub is down: a snapshot already complete in the cache still answers,
-        # as it does for the official client. Anything less is the network error itself.
+        # as it does for the official client. Anything less is the network error itself, and so
+        # is a fresh copy asked for with --force-download.
+        if opts.force:
+            raise
         try:
             result = _pull_offline(ref, opts, cache, local)
         except OfflineError:
@@ -144,7 +151,8 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     files = with_scan_verdicts(files, info.raw)
     selection = _select(files, ref, opts)
     planned = [
-        PlannedFile(f.path, f.size, f.is_lfs, _action(f, commit, cache, local)) for f in selection.selected
+        PlannedFile(f.path, f.size, f.is_lfs, "download" if opts.force else _action(f, commit, cache, local))
+        for f in selection.selected
     ]
     destination = str(opts.output if local else cache.snapshot(commit))
     result = PullResult(
@@ -187,7 +195,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         async with files_limiter:
             engine.on_event(FileStarted(p.path, p.size))
             try:
-                fetched = await _materialize(engine, remote, commit, f, cache, local, downloader)
+                fetched = await _materialize(engine, remote, commit, f, cache, local, downloader, opts.force)
             except BatutaError as exc:
                 errors.append(exc)
                 result.failed.append(FailedFile(p.path, str(exc), type(exc).__name__))
@@ -220,6 +228,7 @@ def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> Selecti
         exclude=opts.exclude,
         quantization=opts.quantization,
         allow_unsafe=opts.allow_unsafe,
+        paths=opts.paths,
     )
 
 
@@ -239,8 +248,12 @@ async def _materialize(
     cache: RepoCache,
     local: LocalDir | None,
     downloader: Downloader,
+    force: bool = False,
 ) -> bool:
-    """Make `f` present at its destination; return True when bytes were fetched."""
+    """Make `f` present at its destination; return True when bytes were fetched.
+
+    With `force`, the bytes are fetched and verified again and replace what is there.
+    """
     url = engine.api.resolve_url(ref, commit, f.path)
     ctx = Ctx(ref.repo_id, commit, f.path)
     if local is not None:
@@ -253,13 +266,13 @@ async def _materialize(
         with exclusive_lock(lock_path) as held:
             if held:
                 if local is not None:
-                    if local.is_current(f.path, f.etag):
+                    if not force and local.is_current(f.path, f.etag):
                         return False
-                    if target.is_file() and await _same_content(target, f):
+                    if not force and target.is_file() and await _same_content(target, f):
                         local.write_metadata(f.path, commit, f.etag)
                         return False
                     job = FileJob(f, url, local.incomplete(f.path, f.etag), ctx)
-                elif target.exists():
+                elif not force and target.exists():
                     cache.link(commit, f.path, f.etag)
                     return False
                 else:

@@ -21,6 +21,7 @@ WEIGHT_SUFFIXES = SAFE_WEIGHT_SUFFIXES + UNSAFE_SUFFIXES + _OTHER_WEIGHT_SUFFIXE
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _GLOB_REASON = "excluded by --include/--exclude"
+_PATHS_REASON = "not among the files named"
 
 
 def safe_relpath(path: str) -> str:
@@ -243,18 +244,25 @@ def select_files(
     exclude: Sequence[str] = (),
     quantization: str | None = None,
     allow_unsafe: bool = False,
+    paths: Sequence[str] = (),
 ) -> SelectionResult:
     """Decide which files of `repo` (a label such as `acme/x`, used in messages) to download.
 
-    Rules, in order: every path must pass `safe_relpath`; include/exclude globs; with
+    Rules, in order: every path must pass `safe_relpath`; with `paths` (exact repo paths, as
+    `hf download REPO FILE...` takes them), only those; include/exclude globs; with
     `quantization`, keep only GGUF files of that quantization (plus vision projectors) and
     non-weight files; then unsafe files are blocked unless `allow_unsafe`.
 
-    Raises UsageError for an unsafe path, a quantization the repo does not offer, a quantization
-    asked of a repo without GGUF files, or when blocking removes every weight file.
+    Raises UsageError for an unsafe path, a named path the repo does not have, a quantization the
+    repo does not offer, a quantization asked of a repo without GGUF files, or when blocking
+    removes every weight file.
     """
     for f in files:
         safe_relpath(f.path)
+    named = set(paths)
+    if unknown := sorted(named - {f.path for f in files}):
+        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        raise UsageError(f"{repo} has no file named {shown}")
     wanted = _quantization_filter(files, quantization, repo) if quantization is not None else None
 
     selected: list[RemoteFile] = []
@@ -262,6 +270,9 @@ def select_files(
     filtered: list[Skipped] = []
     allowed: list[Skipped] = []
     for f in files:
+        if named and f.path not in named:
+            filtered.append(Skipped(f, _PATHS_REASON))
+            continue
         if not match_globs(f.path, include, exclude):
             filtered.append(Skipped(f, _GLOB_REASON))
             continue
@@ -277,7 +288,11 @@ def select_files(
         else:
             blocked.append(Skipped(f, safety.reason))
 
-    if files and sum(s.reason == _GLOB_REASON for s in filtered) == len(files):
+    if (
+        files
+        and sum(s.reason in (_GLOB_REASON, _PATHS_REASON) for s in filtered) == len(files)
+        and (include or exclude)
+    ):
         # Globs that select nothing are a typo far more often than a wish for an empty pull.
         shown = " ".join([*(f"--include '{g}'" for g in include), *(f"--exclude '{g}'" for g in exclude)])
         raise UsageError(f"no file of {repo} matches {shown}")

@@ -258,6 +258,60 @@ def test_info_offline_answers_from_the_cache(
     assert hub.stats().total == 0
 
 
+def test_named_files_cache_dir_and_force_download(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(3 * MiB), "tokenizer.json": b"{}"}
+    commit = hub.add_repo("acme/named", files)
+    cache = tmp_path / "elsewhere"
+    pull = [*ep(hub), "hf", "pull", "model", "acme/named"]
+    r = run_cli(*pull, "config.json", "./model.safetensors", "--cache-dir", str(cache), "--json")
+    assert r.exit_code == 0 and sorted(json.loads(r.stdout)["downloaded"]) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    snap = cache / "models--acme--named" / "snapshots" / commit
+    assert sorted(p.name for p in snap.iterdir()) == ["config.json", "model.safetensors"]
+    assert not (isolated_home / "hub").exists()
+    loaded = _official(
+        f"""
+        from huggingface_hub import hf_hub_download
+        print(open(hf_hub_download("acme/named", "config.json", cache_dir={str(cache)!r}), "rb").read().decode())
+        """,
+        hub,
+        tmp_path / "official-home",
+        offline=True,
+    )
+    assert loaded.strip() == files["config.json"].decode()
+    missing = run_cli(*pull, "config.json", "missing.txt")
+    assert (
+        missing.exit_code == ExitCode.USAGE and "acme/named has no file named missing.txt" in missing.stderr
+    )
+
+    # A blob damaged after it was verified: a plain pull trusts the cache, --force-download repairs it.
+    blob = (snap / "model.safetensors").resolve()
+    blob.write_bytes(b"x" * len(files["model.safetensors"]))
+    hub.reset()
+    again = run_cli(*pull, "model.safetensors", "--cache-dir", str(cache), "--json")
+    assert json.loads(again.stdout)["downloaded"] == [] and hub.stats().blob_bytes_sent == 0
+    forced = run_cli(*pull, "model.safetensors", "--cache-dir", str(cache), "--force-download", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["downloaded"] == ["model.safetensors"]
+    assert blob.read_bytes() == files["model.safetensors"] and (snap / "model.safetensors").resolve() == blob
+    out = tmp_path / "plain"
+    assert run_cli(*pull, "config.json", "-o", str(out), "--quiet").exit_code == 0
+    hub.reset()
+    forced = run_cli(*pull, "config.json", "-o", str(out), "--force-download", "--json")
+    assert (
+        json.loads(forced.stdout)["downloaded"] == ["config.json"]
+        and hub.stats().count("resolve", "GET") == 1
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = run_cli(*pull, "-o", str(out), "--force-download")
+    assert offline.exit_code == ExitCode.USAGE and "needs the network" in offline.stderr
+    bad = run_cli(*pull, "--cache-dir", str(out / "config.json"))
+    assert bad.exit_code == ExitCode.USAGE and "is not a folder" in bad.stderr
+
+
 def _closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

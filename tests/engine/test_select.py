@@ -362,3 +362,23 @@ def test_quantization_filter_happens_before_blocking() -> None:
     result = select_files(files, repo="acme/x", quantization="Q4_K_M")
     assert paths(result.selected) == ["a.Q4_K_M.gguf", "config.json"]
     assert result.blocked == ()
+
+
+def test_named_paths_select_exactly_those_files_and_the_other_rules_still_apply() -> None:
+    result = select_files(GGUF_REPO, repo="acme/x", paths=["config.json", "model.Q8_0.gguf"])
+    assert [f.path for f in result.selected] == ["config.json", "model.Q8_0.gguf"]
+    assert len(result.filtered_out) == len(GGUF_REPO) - 2
+    both = select_files(GGUF_REPO, repo="acme/x", paths=["config.json", "LICENSE"], exclude=["LIC*"])
+    assert [f.path for f in both.selected] == ["config.json"]
+    quant = select_files(
+        GGUF_REPO, repo="acme/x", paths=["model.Q8_0.gguf", "README.md"], quantization="Q4_K_M"
+    )
+    assert [f.path for f in quant.selected] == ["README.md"]
+    with pytest.raises(UsageError, match=r"acme/x has no file named configs\.json, nope/x$"):
+        select_files(GGUF_REPO, repo="acme/x", paths=["config.json", "nope/x", "configs.json"])
+    # Naming an unsafe weight file does not lift the block: --allow-unsafe does.
+    unsafe = [rf("config.json"), rf("pytorch_model.bin", 100)]
+    with pytest.raises(UsageError, match="--allow-unsafe"):
+        select_files(unsafe, repo="acme/x", paths=["pytorch_model.bin"])
+    allowed = select_files(unsafe, repo="acme/x", paths=["pytorch_model.bin"], allow_unsafe=True)
+    assert [f.path for f in allowed.selected] == ["pytorch_model.bin"]
