@@ -334,15 +334,21 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
     else:
         for b in result.allowed_unsafe:
             line(f"warning: downloaded unsafe file {b.path} ({b.reason})", err=True)
-        line(
-            f"pulled {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.downloaded)} downloaded, "
-            f"{len(result.skipped)} already present, {len(result.blocked)} blocked, "
-            f"{human_bytes(result.bytes_downloaded)} in {result.seconds:.1f} s ({mb_s:.1f} MB/s)"
-        )
-        line(f"-> {result.destination}")
+        if result.ok:
+            secs = f"{result.seconds:.2f}" if result.seconds < 10 else f"{result.seconds:.1f}"
+            line(
+                f"pulled {result.repo}@{result.revision} ({result.commit[:12]}): {len(result.downloaded)} "
+                f"downloaded, {len(result.skipped)} already present, {len(result.blocked)} blocked, "
+                f"{human_bytes(result.bytes_downloaded)} in {secs} s ({mb_s:.1f} MB/s)",
+                err=True,
+            )
+            # stdout holds the folder and nothing else, as with `hf download`: DIR=$(batuta hf pull ...).
+            # A failed pull prints neither: its error line says how many files failed.
+            line(result.destination)
     if result.blocked and not as_json:
+        n = len(result.blocked)
         line(
-            f"{len(result.blocked)} unsafe files were not downloaded (pass --allow-unsafe to get them)",
+            f"{n} unsafe {'file was' if n == 1 else 'files were'} not downloaded (pass --allow-unsafe to get them)",
             err=True,
         )
     if result.failed:

@@ -56,6 +56,13 @@ def test_pull_json_summary_and_dry_run(run_cli: Run, hub: LocalHub, isolated_hom
     assert "--allow-unsafe" in r.stderr
     again = json.loads(run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--json").stdout)
     assert again["downloaded"] == [] and sorted(again["skipped"]) == ["config.json", "model.safetensors"]
+    unsafe = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--allow-unsafe", "--quiet")
+    assert (
+        unsafe.exit_code == 0
+        and unsafe.stdout == f"{isolated_home / 'hub' / 'models--acme--tiny' / 'snapshots' / commit}\n"
+    )
+    assert "warning: downloaded unsafe file extra.pt (pickle-based format (.pt))" in unsafe.stderr
+    assert "1 downloaded, 2 already present, 0 blocked" in unsafe.stderr
 
 
 def test_pull_human_output_and_options(run_cli: Run, hub: LocalHub, tmp_path: Path) -> None:
@@ -75,7 +82,8 @@ def test_pull_human_output_and_options(run_cli: Run, hub: LocalHub, tmp_path: Pa
         "50M",
         "--quiet",
     )
-    assert r.exit_code == 0 and "pulled acme/tiny" in r.stdout
+    # The summary goes to stderr; stdout is the folder alone, for DIR=$(batuta hf pull ...).
+    assert r.exit_code == 0 and "pulled acme/tiny" in r.stderr and r.stdout == f"{out}\n"
     assert (out / "model.safetensors").read_bytes() == b"w" * 1000
     for bad in (["--max-rate", "fast"], ["--max-connections", "0"]):
         b = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", *bad)
