@@ -345,7 +345,7 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
             # stdout holds the folder and nothing else, as with `hf download`: DIR=$(batuta hf pull ...).
             # A failed pull prints neither: its error line says how many files failed.
             line(result.destination)
-    if result.blocked and not as_json:
+    if result.blocked and not as_json and not result.dry_run:  # the plan lists them, with the hint above
         n = len(result.blocked)
         line(
             f"{n} unsafe {'file was' if n == 1 else 'files were'} not downloaded (pass --allow-unsafe to get them)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -63,6 +64,11 @@ def test_pull_json_summary_and_dry_run(run_cli: Run, hub: LocalHub, isolated_hom
     )
     assert "warning: downloaded unsafe file extra.pt (pickle-based format (.pt))" in unsafe.stderr
     assert "1 downloaded, 2 already present, 0 blocked" in unsafe.stderr
+    safe = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--quiet")
+    assert "1 unsafe file was not downloaded (pass --allow-unsafe to get them)" in safe.stderr
+    plan_text = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--dry-run")
+    assert "not downloaded" not in plan_text.stderr
+    assert re.search(r"^blocked +extra\.pt +1 B$", plan_text.stdout, re.M), plan_text.stdout
 
 
 def test_pull_human_output_and_options(run_cli: Run, hub: LocalHub, tmp_path: Path) -> None:
