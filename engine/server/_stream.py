@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from typing import BinaryIO
 
 import anyio
 from aiohttp import web
@@ -95,7 +96,7 @@ async def send_file(
             if not faults.active and request.transport is not None:
                 on_sent(count)  # counted first: the client may see the last byte before we resume
                 with os.fdopen(os.dup(fd), "rb") as fobj:
-                    await asyncio.get_running_loop().sendfile(request.transport, fobj, offset, count)
+                    await _sendfile(request.transport, fobj, offset, count)
             else:
                 await _send_with_faults(request, resp, fd, offset, count, faults, on_sent)
         except ConnectionError:
@@ -148,7 +149,7 @@ async def _send_with_faults(
                 # Paced chunks still go out zero-copy: the server shares the machine with the client
                 # it serves in benchmarks, and a copy per byte here is CPU the client loses.
                 on_sent(n)
-                moved = await asyncio.get_running_loop().sendfile(transport, fobj, offset + sent, n)
+                moved = await _sendfile(transport, fobj, offset + sent, n)
             sent += moved
             if moved < n:
                 break  # the file shrank under us: cut the connection rather than lie about the length
@@ -160,6 +161,13 @@ async def _send_with_faults(
     if sent < count and request.transport is not None:
         # Close without finishing the body: the client sees a connection cut mid-transfer.
         request.transport.close()
+
+
+async def _sendfile(transport: asyncio.WriteTransport, fobj: BinaryIO, offset: int, n: int) -> int:
+    if transport.is_closing():
+        # asyncio raises RuntimeError for this; it is the client going away, as a reset is.
+        raise ConnectionResetError("the client closed the connection")
+    return await asyncio.get_running_loop().sendfile(transport, fobj, offset, n)
 
 
 async def _send_copy(

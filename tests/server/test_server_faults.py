@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -139,6 +143,23 @@ def test_paced_body_flips_one_byte_between_zero_copy_chunks(hub: LocalHub, blob_
     hub.truncate_once(after_bytes=1_500_000)
     cut = fetch("GET", blob_url)
     assert not cut.complete and cut.body == BLOB[: len(cut.body)] and len(cut.body) == 1_500_000
+
+
+def test_a_client_leaving_a_paced_body_is_not_a_server_error(
+    hub: LocalHub, blob_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.throttle(per_conn_bytes_s=2 * 1024 * 1024)
+    url = urlsplit(blob_url)
+    for _ in range(3):
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.sendall(f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode())
+            assert sock.recv(65536)  # headers and the first paced chunk, then hang up mid-body
+    deadline = time.monotonic() + 5
+    while hub.stats().blob_bytes_sent < 3 * 100_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the next paced chunk would go out now, to a closed connection
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert fetch("GET", blob_url).body == BLOB  # and the server still serves
 
 
 def test_admin_routes_drive_the_same_switches(hub: LocalHub, blob_url: str) -> None:
