@@ -49,7 +49,9 @@ def root(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except KeyboardInterrupt:  # outside the command, where typer does not look
+        code = 130
     except click.exceptions.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
         sys.exit(0)
@@ -69,3 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    # Without standalone mode, typer *returns* the code of a Ctrl-C inside a command (130) rather
+    # than raising it: exiting 0 there would call an interrupted pull a success.
+    if code == 130:
+        typer.echo("error: interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)

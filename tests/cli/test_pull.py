@@ -150,6 +150,50 @@ def test_kill_9_mid_file_then_resume_moves_fewer_bytes(hub: LocalHub, isolated_h
     assert hashlib.sha256(snap.read_bytes()).digest() == hashlib.sha256(blob).digest()
 
 
+def test_ctrl_c_anywhere_in_a_command_exits_130_with_one_line(
+    run_cli: Run, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typer hands back a Ctrl-C inside a command as a return value of 130, not as an exception:
+    # this pull used to exit 0, as if it had succeeded.
+    import cli.runner
+
+    def interrupted(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.runner, "load", interrupted)
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/none")
+    assert r.exit_code == ExitCode.INTERRUPTED and r.stderr == "error: interrupted\n" and r.stdout == ""
+
+
+def test_sigint_during_a_pull_exits_130_then_the_same_command_finishes(
+    hub: LocalHub, isolated_home: Path
+) -> None:
+    blob = os.urandom(16 * MiB)
+    commit = hub.add_repo("acme/sigint", {"model.safetensors": blob})
+    hub.throttle(per_conn_bytes_s=2 * MiB)
+    env = {**os.environ, "HF_HOME": str(isolated_home)}
+    args = ("--endpoint", hub.url, "hf", "pull", "model", "acme/sigint", "--quiet", "--max-connections", "2")
+    blobs = isolated_home / "hub" / "models--acme--sigint" / "blobs"
+    milestones: list[Callable[[], bool]] = [
+        lambda: hub.stats().total > 0,  # the engine is talking to the Hub
+        lambda: blobs.exists() and any(blobs.glob("*.progress")),  # mid-file
+    ]
+    for reached in milestones:
+        proc = _batuta(*args, env=env)
+        deadline = time.monotonic() + 20
+        while not reached() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        assert err.decode().splitlines() == ["error: interrupted"]
+    snap = isolated_home / "hub" / "models--acme--sigint" / "snapshots" / commit / "model.safetensors"
+    assert not snap.exists()
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert snap.read_bytes() == blob
+
+
 def test_two_processes_pulling_the_same_repo_do_not_corrupt_the_cache(
     hub: LocalHub, isolated_home: Path
 ) -> None:
