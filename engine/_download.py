@@ -18,13 +18,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiofiles
 import anyio
 
 from engine._cache import atomic_write
 from engine._config import EngineConfig, HostLimits
-from engine._errors import HubError, IntegrityError, ProtocolError, TransferTimeoutError, TransportError
+from engine._errors import (
+    ForbiddenError,
+    HubError,
+    IntegrityError,
+    ProtocolError,
+    TransferTimeoutError,
+    TransportError,
+    first_error,
+)
 from engine._events import BytesMoved, EventSink
 from engine._hub import MAX_REDIRECTS, REDIRECTS, Ctx, HubClient, redirect_target, strip_query
 from engine._models import RemoteFile
@@ -149,7 +158,13 @@ class Downloader:
                         async for chunk in self._body(job, hasher):
                             await out.write(chunk)
                 break
-            except TransportError as exc:
+            except (TransportError, HubError) as exc:
+                # An expired signed URL: every attempt resolves again and gets a fresh one.
+                expired = (
+                    isinstance(exc, HubError) and exc.status in (403, 410) and not self.client.is_hub(exc.url)
+                )
+                if isinstance(exc, HubError) and not expired:
+                    raise
                 attempts += 1
                 if attempts > self.config.retry.max_retries:
                     raise
@@ -184,14 +199,17 @@ class Downloader:
             hasher = new_hasher(f)
             if missing:
                 state.location = await self._locate(job)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._hash_loop, state, f.size, hasher)
-                async with anyio.create_task_group() as saver:
-                    saver.start_soon(self._keep_saving, job, state)
-                    async with anyio.create_task_group() as ranges:
-                        for r in missing:
-                            ranges.start_soon(self._fetch_range, job, state, r)
-                    saver.cancel_scope.cancel()  # once complete, the caller removes the progress file
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._hash_loop, state, f.size, hasher)
+                    async with anyio.create_task_group() as saver:
+                        saver.start_soon(self._keep_saving, job, state)
+                        async with anyio.create_task_group() as ranges:
+                            for r in missing:
+                                ranges.start_soon(self._fetch_range, job, state, r)
+                        saver.cancel_scope.cancel()  # once complete, the caller removes the progress file
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
         finally:
             os.close(fd)
         self._verify(f, hasher.hexdigest())
@@ -250,7 +268,17 @@ class Downloader:
                 if exc.status in (403, 410) and not self.client.is_hub(state.location):
                     attempts += 1
                     if attempts > self.config.retry.max_retries:
-                        raise
+                        # Not the token's fault (none goes to that host): say what kept failing.
+                        host = urlsplit(state.location).hostname or "the download host"
+                        raise ForbiddenError(
+                            f"{host} refused {job.file.path} (HTTP {exc.status}) {attempts} times,"
+                            " each time with a fresh signed URL from the Hub",
+                            status=exc.status,
+                            url=strip_query(state.location),
+                        ) from exc
+                    if attempts > 1:
+                        # Once is an expired link; again and again is a host in trouble: back off.
+                        await self._retry_wait(state.location, attempts - 1, exc)
                     state.location = await self._locate(job)
                     continue
                 raise
@@ -283,7 +311,10 @@ class Downloader:
             await acquire(self.rate, n)
 
     async def _retry_wait(self, url: str, attempt: int, exc: BaseException) -> None:
-        reason = "timeout" if isinstance(exc, TransferTimeoutError) else "connection"
+        if isinstance(exc, HubError) and exc.status:
+            reason = str(exc.status)
+        else:
+            reason = "timeout" if isinstance(exc, TransferTimeoutError) else "connection"
         await self.client.wait_retry(url, attempt, reason, None)
 
     def _verify(self, f: RemoteFile, actual: str) -> None:

@@ -193,3 +193,20 @@ class TransferIncompleteError(BatutaError):
     def __init__(self, message: str, *, failed: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.failed = [mask(f) for f in failed]
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a failed task group means to a caller: its first BatutaError, else the group itself.
+
+    Parallel ranges of one file fail for one reason at a time; handing the caller an
+    ExceptionGroup would turn a one-line error into a traceback and skip every `except
+    BatutaError`.
+    """
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop(0)
+        if isinstance(exc, BatutaError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            stack[:0] = list(exc.exceptions)
+    return group

@@ -272,7 +272,7 @@ class HubClient:
         )
         response = HubResponse(resp.status, resp.headers, payload, url)
         if not ok(response.status):
-            raise map_error(response, ctx, has_token=self._has_token(url))
+            raise map_error(response, ctx, has_token=self._has_token(url), on_hub=self.is_hub(url))
         return response
 
     async def _exchange(
@@ -396,7 +396,10 @@ class HubClient:
             if resp.status >= 400:
                 body = await _read_or_empty(resp)
                 raise map_error(
-                    HubResponse(resp.status, resp.headers, body, url), ctx, has_token=self._has_token(url)
+                    HubResponse(resp.status, resp.headers, body, url),
+                    ctx,
+                    has_token=self._has_token(url),
+                    on_hub=self.is_hub(url),
                 )
             try:
                 yield Stream(resp, url)
@@ -474,13 +477,23 @@ def _server_message(resp: HubResponse) -> str:
     return msg.splitlines()[0][:200] if msg else ""
 
 
-def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool) -> E.HubError:
-    """Turn an error response into the matching HubError, with a message that names the object."""
+def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = True) -> E.HubError:
+    """Turn an error response into the matching HubError, with a message that names the object.
+
+    `on_hub` False: the answer came from the download host a resolve redirected to (the CDN),
+    which never sees the token, so its refusals are not about the token's rights.
+    """
     status, code = resp.status, resp.headers.get("x-error-code", "")
     url = strip_query(resp.url)
     kw: dict[str, Any] = {"status": status, "url": url, "request_id": resp.headers.get("x-request-id", "")}
     repo = ctx.repo or "the repository"
     server_msg = _server_message(resp)
+    if not on_hub and status in (401, 403, 410):
+        what = ctx.path or url
+        detail = f": {server_msg}" if server_msg else ""
+        return E.ForbiddenError(
+            f"{_origin_str(resp.url)} refused the download of {what} (HTTP {status}{detail})", **kw
+        )
     if code == "GatedRepo":
         hint = "request access on its page" if has_token else "set HF_TOKEN or pass --token"
         return E.GatedRepoError(f"{repo} is gated: access not granted ({hint})", **kw)

@@ -184,6 +184,37 @@ async def test_expired_signature_is_resolved_again(hub: LocalHub) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_download_host_that_keeps_refusing_fails_those_files_not_the_run(hub: LocalHub) -> None:
+    files = {"model.safetensors": os.urandom(300 * KiB), "small.safetensors": os.urandom(10 * KiB)}
+    hub.add_repo("acme/refused", {**files, "config.json": b"{}"})
+    hub.expire_signatures(times=1000)
+    config = cfg(hub)
+    events: list[Event] = []
+    result = await do_pull(config, "acme/refused", events)  # a BatutaError per file, not an ExceptionGroup
+    failed = {f.path: f for f in result.failed}
+    assert sorted(failed) == ["model.safetensors", "small.safetensors"] and result.downloaded == [
+        "config.json"
+    ]
+    assert all(f.kind == "ForbiddenError" and "token" not in f.reason for f in result.failed)
+    assert "refused model.safetensors (HTTP 403) 6 times" in failed["model.safetensors"].reason  # ranged
+    assert "refused the download of small.safetensors (HTTP 403)" in failed["small.safetensors"].reason
+    assert hub.stats().faults_fired["expired"] >= 12  # each file tried again with fresh links
+    # ... backing off between them, not 190 requests in a second.
+    assert sum(isinstance(e, RetryScheduled) and e.reason == "403" for e in events) >= 8
+    cache = config.hub_cache / "models--acme--refused" / "blobs"
+    # Nothing at a final path; the preallocated partial file stays for the next run to resume.
+    assert [p.name for p in cache.iterdir() if p.stat().st_size > 1000 and ".incomplete" not in p.name] == []
+
+
+@pytest.mark.anyio
+async def test_a_range_that_fails_for_good_is_reported_for_its_file(hub: LocalHub) -> None:
+    hub.add_repo("acme/down", {"model.safetensors": os.urandom(300 * KiB), "config.json": b"{}"})
+    hub.fail(status=503, times=1000, path_contains="/blobs/")
+    result = await do_pull(cfg(hub), "acme/down")
+    assert [(f.path, f.kind) for f in result.failed] == [("model.safetensors", "HubServerError")]
+
+
+@pytest.mark.anyio
 async def test_stalled_connection_is_dropped_and_retried(hub: LocalHub) -> None:
     blob = os.urandom(128 * KiB)
     hub.add_repo("acme/stall", {"model.safetensors": blob})
