@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -130,37 +131,11 @@ class RepoCache:
             return pointer.is_file()
 
     def write_tree(self, commit: str, files: Iterable[RemoteFile]) -> None:
-        """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness).
-
-        A commit's tree never changes: an existing file is kept, not rewritten on every pull.
-        """
-        path = self.folder / "trees" / f"{commit}.json"
-        if path.exists():
-            return
-        entries: dict[str, dict[str, object]] = {}
-        for f in sorted(files, key=lambda f: f.path):
-            entry: dict[str, object] = {"size": f.size, "blob_id": f.blob_id}
-            if f.lfs_sha256:
-                entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
-            entries[f.path] = entry
-        doc = {"format_version": 1, "files": entries}
-        atomic_write(path, json.dumps(doc, indent=1).encode())
+        """trees/<commit>.json as the official 2.x client writes it (lets offline runs check completeness)."""
+        write_tree_file(self.folder / "trees" / f"{commit}.json", files)
 
     def read_tree(self, commit: str) -> list[RemoteFile] | None:
-        try:
-            doc = json.loads((self.folder / "trees" / f"{commit}.json").read_text())
-            files: Mapping[str, Mapping[str, object]] = doc["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return [
-            RemoteFile(
-                path=p,
-                size=int(str(e.get("size", 0))),
-                blob_id=str(e.get("blob_id", "")),
-                lfs_sha256=str(e["lfs_sha256"]) if e.get("lfs_sha256") else None,
-            )
-            for p, e in files.items()
-        ]
+        return read_tree_file(self.folder / "trees" / f"{commit}.json")
 
     def snapshot_files(self, commit: str) -> list[str]:
         root = self.snapshot(commit)
@@ -191,6 +166,40 @@ class RepoCache:
                 atomic_write(tag, CACHEDIR_TAG.encode())
 
 
+def write_tree_file(path: Path, files: Iterable[RemoteFile]) -> None:
+    """A commit's file list in the official client's `trees/<commit>.json` format.
+
+    A commit's tree never changes: an existing file is kept, not rewritten on every pull.
+    """
+    if path.exists():
+        return
+    entries: dict[str, dict[str, object]] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        entry: dict[str, object] = {"size": f.size, "blob_id": f.blob_id}
+        if f.lfs_sha256:
+            entry.update(lfs_sha256=f.lfs_sha256, lfs_size=f.size)
+        entries[f.path] = entry
+    doc = {"format_version": 1, "files": entries}
+    atomic_write(path, json.dumps(doc, indent=1).encode())
+
+
+def read_tree_file(path: Path) -> list[RemoteFile] | None:
+    try:
+        doc = json.loads(path.read_text())
+        files: Mapping[str, Mapping[str, object]] = doc["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [
+        RemoteFile(
+            path=p,
+            size=int(str(e.get("size", 0))),
+            blob_id=str(e.get("blob_id", "")),
+            lfs_sha256=str(e["lfs_sha256"]) if e.get("lfs_sha256") else None,
+        )
+        for p, e in files.items()
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class LocalDir:
     """A plain-folder destination (`-o DIR`) with the official local-dir metadata (§7.6)."""
@@ -213,15 +222,42 @@ class LocalDir:
     def incomplete(self, rel: str, etag: str) -> Path:
         return self.meta_root / "download" / f"{rel}.{etag}.incomplete"
 
-    def is_current(self, rel: str, etag: str) -> bool:
-        """True when the file exists and its metadata says it holds `etag` and was not touched since."""
+    def is_current(self, rel: str, etag: str, size: int | None = None) -> bool:
+        """True when the file exists and its metadata says it holds `etag` and was not touched since.
+
+        The official client trusts the mtime alone; a file of the wrong size (a copy that kept an
+        older mtime, `cp -p` or `rsync -t`) is not current whatever its mtime says.
+        """
         target, meta = self.root / rel, self.metadata(rel)
         try:
             commit, stored, stamp = meta.read_text().splitlines()[:3]
-            mtime = target.stat().st_mtime
+            st = target.stat()
         except (OSError, ValueError):
             return False
-        return bool(commit) and stored == etag and mtime <= float(stamp) + 1
+        if size is not None and (st.st_size != size or not stat.S_ISREG(st.st_mode)):
+            return False
+        return bool(commit) and stored == etag and st.st_mtime <= float(stamp) + 1
+
+    # The revision a pull resolved and its file list, beside the official metadata, so that an
+    # offline pull into the folder can tell a complete snapshot from a partial one.
+    def write_snapshot(self, revision: str, commit: str, files: Iterable[RemoteFile]) -> None:
+        write_tree_file(self.meta_root / "trees" / f"{commit}.json", files)
+        ref = self.meta_root / "refs" / revision
+        with contextlib.suppress(OSError):
+            if ref.read_text() == commit:
+                return
+        atomic_write(ref, commit.encode())
+
+    def snapshot_of(self, revision: str) -> tuple[str, list[RemoteFile]] | None:
+        """(commit, files) recorded for `revision` by a pull into this folder, if any."""
+        try:
+            commit = (self.meta_root / "refs" / revision).read_text()
+        except OSError:
+            return None
+        files = (
+            read_tree_file(self.meta_root / "trees" / f"{commit}.json") if COMMIT_RE.match(commit) else None
+        )
+        return None if files is None else (commit, files)
 
     def commit_of(self, rel: str) -> str:
         """The commit `rel` was pulled at, from its metadata ("" when unknown)."""

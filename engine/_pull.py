@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -95,7 +96,12 @@ class PullResult:
 
     @property
     def skipped(self) -> list[str]:
-        return [f.path for f in self.files if f.action != "download"]
+        """Files not fetched by this run and not failed: present before, or fetched meanwhile by
+        another process this one waited for."""
+        if self.dry_run:
+            return [f.path for f in self.files if f.action != "download"]
+        done = {*self.downloaded, *(f.path for f in self.failed)}
+        return [f.path for f in self.files if f.path not in done]
 
     @property
     def ok(self) -> bool:
@@ -184,6 +190,9 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     else:
         local.root.mkdir(parents=True, exist_ok=True)
         local.ensure_layout()
+        local.write_snapshot(opts.revision, commit, files)
+    fetching = {t.path for t in todo}
+    _drop_stale_partials([f for f in selection.selected if f.path not in fetching], cache, local)
 
     by_path = {f.path: f for f in selection.selected}
     downloader = Downloader(engine.client, config, on_event=engine.on_event)
@@ -196,10 +205,12 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
             engine.on_event(FileStarted(p.path, p.size))
             try:
                 fetched = await _materialize(engine, remote, commit, f, cache, local, downloader, opts.force)
-            except BatutaError as exc:
+            except (BatutaError, OSError) as exc:
+                # OSError: the destination, not the network (a folder in the way, a full disk).
+                reason = str(exc) if isinstance(exc, BatutaError) else _os_reason(exc)
                 errors.append(exc)
-                result.failed.append(FailedFile(p.path, str(exc), type(exc).__name__))
-                engine.on_event(FileFailed(p.path, str(exc)))
+                result.failed.append(FailedFile(p.path, reason, type(exc).__name__))
+                engine.on_event(FileFailed(p.path, reason))
                 return
             if fetched:
                 result.downloaded.append(p.path)
@@ -220,6 +231,10 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     return result
 
 
+def _os_reason(exc: OSError) -> str:
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+
+
 def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> SelectionResult:
     return select_files(
         files,
@@ -234,7 +249,7 @@ def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> Selecti
 
 def _action(f: RemoteFile, commit: str, cache: RepoCache, local: LocalDir | None) -> Action:
     if local is not None:
-        return "present" if local.is_current(f.path, f.etag) else "download"
+        return "present" if local.is_current(f.path, f.etag, f.size) else "download"
     if cache.has_snapshot_file(commit, f.path, f.etag):
         return "present"
     return "link" if cache.blob(f.etag).exists() else "download"
@@ -266,13 +281,18 @@ async def _materialize(
         with exclusive_lock(lock_path) as held:
             if held:
                 if local is not None:
-                    if not force and local.is_current(f.path, f.etag):
+                    if target.is_dir() and not target.is_symlink():
+                        raise IsADirectoryError(errno.EISDIR, "a folder is where the file goes", str(target))
+                    if not force and local.is_current(f.path, f.etag, f.size):
+                        _drop_partial(local.incomplete(f.path, f.etag))
                         return False
                     if not force and target.is_file() and await _same_content(target, f):
                         local.write_metadata(f.path, commit, f.etag)
                         return False
                     job = FileJob(f, url, local.incomplete(f.path, f.etag), ctx)
                 elif not force and target.exists():
+                    # Another process finished the blob while this one waited or was killed.
+                    _drop_partial(cache.incomplete(f.etag))
                     cache.link(commit, f.path, f.etag)
                     return False
                 else:
@@ -295,6 +315,24 @@ async def _materialize(
         await anyio.sleep(LOCK_POLL_S)
 
 
+def _drop_stale_partials(present: list[RemoteFile], cache: RepoCache, local: LocalDir | None) -> None:
+    """Partial downloads of files already complete here (another client finished them after this
+    one was killed) would stay forever: drop those no process is writing."""
+    for f in present:
+        temp = local.incomplete(f.path, f.etag) if local is not None else cache.incomplete(f.etag)
+        if temp.exists():
+            with exclusive_lock(local.lock(f.path) if local is not None else cache.lock(f.etag)) as held:
+                if held:
+                    _drop_partial(temp)
+
+
+def _drop_partial(temp: Path) -> None:
+    """Remove a partial download made useless by a complete copy (the caller holds its lock)."""
+    for p in (temp, temp.with_name(temp.name + ".progress")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
 async def _same_content(path: Path, f: RemoteFile) -> bool:
     """Hash a local file that has no metadata, to adopt it instead of downloading it again."""
     # The push's file hasher; imported here so that a pull does not load sqlite for nothing.
@@ -315,7 +353,11 @@ async def _same_content(path: Path, f: RemoteFile) -> bool:
 def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: LocalDir | None) -> PullResult:
     """No network at all: succeed from what is on disk when the snapshot is complete."""
     label = f"{ref.repo_id}@{opts.revision}"
-    if local is not None:
+    recorded = local.snapshot_of(opts.revision) if local is not None else None
+    if recorded is not None:
+        commit, files = recorded
+    elif local is not None:
+        # A folder from the official client or an older batuta: only its metadata tells.
         files = _local_files(local)
         commit = local.commit_of(files[0].path)
     else:
@@ -326,7 +368,10 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
         # What is on disk may be only part of the repo, so "not in the repo" would be a guess.
         raise OfflineError(f"offline mode (HF_HUB_OFFLINE): nothing cached for {label} fits: {exc}") from None
     root = local.root if local is not None else cache.snapshot(commit)
-    missing = [f.path for f in selection.selected if not (root / f.path).exists()]
+    if recorded is not None and local is not None:
+        missing = [f.path for f in selection.selected if not local.is_current(f.path, f.etag, f.size)]
+    else:
+        missing = [f.path for f in selection.selected if not (root / f.path).exists()]
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise OfflineError(

@@ -288,13 +288,15 @@ def select_files(
         else:
             blocked.append(Skipped(f, safety.reason))
 
-    if (
-        files
-        and sum(s.reason in (_GLOB_REASON, _PATHS_REASON) for s in filtered) == len(files)
-        and (include or exclude)
-    ):
-        # Globs that select nothing are a typo far more often than a wish for an empty pull.
-        shown = " ".join([*(f"--include '{g}'" for g in include), *(f"--exclude '{g}'" for g in exclude)])
+    if files and len(filtered) == len(files) and (include or exclude or quantization is not None):
+        # Filters that select nothing are a typo far more often than a wish for an empty pull.
+        shown = " ".join(
+            [
+                *(f"--include '{g}'" for g in include),
+                *(f"--exclude '{g}'" for g in exclude),
+                *([f"--quantization {quantization}"] if quantization is not None else []),
+            ]
+        )
         raise UsageError(f"no file of {repo} matches {shown}")
     if any(is_weight(b.file.path) for b in blocked) and not any(is_weight(f.path) for f in selected):
         raise UsageError(

@@ -323,3 +323,80 @@ async def test_max_rate_and_connections_options_are_honoured(hub: LocalHub) -> N
     config = cfg(hub, max_connections=2, max_rate_bytes_s=4 * 1024 * 1024)
     result = await do_pull(config, "acme/rate")
     assert not result.failed and result.bytes_downloaded == len(blob)
+
+
+# --- plain folders (-o): what is on disk against what the pull recorded ----------------------
+
+
+def big_repo(hub: LocalHub, name: str) -> dict[str, bytes]:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": os.urandom(200 * KiB), "b.json": b"[]"}
+    hub.add_repo(name, files)
+    return files
+
+
+@pytest.mark.anyio
+async def test_offline_pull_into_a_folder_names_what_an_interrupted_pull_left_out(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    big_repo(hub, "acme/part")
+    out = tmp_path / "out"
+    hub.fail(status=503, times=1000, path_contains="/blobs/")  # the large file never arrives
+    partial = await do_pull(cfg(hub), "acme/part", output=out)
+    assert [f.path for f in partial.failed] == ["model.safetensors"]
+    offline = load_config({**os.environ, "HF_HUB_OFFLINE": "1"}, endpoint=hub.url, retry=FAST)
+    with pytest.raises(OfflineError, match=r"1 files of acme/part@main are not cached: model\.safetensors"):
+        await do_pull(offline, "acme/part", output=out)
+    done = await do_pull(offline, "acme/part", output=out, include=("*.json",))
+    assert sorted(done.skipped) == ["b.json", "config.json"]
+
+
+@pytest.mark.anyio
+async def test_a_folder_file_of_the_wrong_size_is_fetched_again_whatever_its_mtime(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    files = big_repo(hub, "acme/stale")
+    out = tmp_path / "out"
+    await do_pull(cfg(hub), "acme/stale", output=out)
+    old = (out / "config.json").stat()
+    (out / "config.json").write_bytes(b'{"a": 1, "edited": true}')
+    os.utime(out / "config.json", (old.st_atime, old.st_mtime - 60))  # as `cp -p` of an older file
+    again = await do_pull(cfg(hub), "acme/stale", output=out)
+    assert again.downloaded == ["config.json"] and (out / "config.json").read_bytes() == files["config.json"]
+
+
+@pytest.mark.anyio
+async def test_a_folder_in_the_way_fails_that_file_with_one_line(hub: LocalHub, tmp_path: Path) -> None:
+    files = big_repo(hub, "acme/dir")
+    out = tmp_path / "out"
+    (out / "config.json").mkdir(parents=True)
+    result = await do_pull(cfg(hub), "acme/dir", output=out)
+    assert [(f.path, f.kind) for f in result.failed] == [("config.json", "IsADirectoryError")]
+    assert result.failed[0].reason == f"a folder is where the file goes: {out / 'config.json'}"
+    assert (out / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert not list((out / ".cache" / "huggingface" / "download").glob("config.json.*.incomplete"))
+
+
+@pytest.mark.anyio
+async def test_partials_of_files_completed_elsewhere_are_dropped(hub: LocalHub, tmp_path: Path) -> None:
+    big_repo(hub, "acme/left")
+    config = cfg(hub)
+    result = await do_pull(config, "acme/left")
+    blob = pulled(config, "acme/left", result).resolve()
+    # What a killed run leaves when another client then finishes the same blob.
+    partial = blob.with_name(blob.name + ".incomplete")
+    partial.write_bytes(b"x" * 1000)
+    partial.with_name(partial.name + ".progress").write_bytes(b"{}")
+    again = await do_pull(config, "acme/left")
+    assert again.downloaded == [] and sorted(again.skipped) == ["b.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in blob.parent.iterdir() if "incomplete" in p.name) == []
+
+
+def test_files_a_run_waited_for_count_as_present_not_as_nothing() -> None:
+    from engine._pull import FailedFile, PlannedFile
+
+    files = [PlannedFile(p, 1, False, "download") for p in ("a", "b", "c")]
+    result = PullResult("acme/x", "model", "main", "0" * 40, "/d", False, files, [])
+    result.downloaded, result.failed = ["a"], [FailedFile("b", "boom", "HubError")]
+    assert result.skipped == ["c"]  # fetched meanwhile by the process this one waited for
+    plan = PullResult("acme/x", "model", "main", "0" * 40, "/d", True, files, [])
+    assert plan.skipped == []

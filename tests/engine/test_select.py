@@ -382,3 +382,10 @@ def test_named_paths_select_exactly_those_files_and_the_other_rules_still_apply(
         select_files(unsafe, repo="acme/x", paths=["pytorch_model.bin"])
     allowed = select_files(unsafe, repo="acme/x", paths=["pytorch_model.bin"], allow_unsafe=True)
     assert [f.path for f in allowed.selected] == ["pytorch_model.bin"]
+
+
+def test_filters_that_together_select_nothing_are_a_usage_error() -> None:
+    with pytest.raises(
+        UsageError, match=r"no file of acme/x matches --include 'IQ2_XXS/\*' --quantization Q8_0"
+    ):
+        select_files(GGUF_REPO, repo="acme/x", include=["IQ2_XXS/*"], quantization="Q8_0")
