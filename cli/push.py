@@ -44,6 +44,7 @@ def push(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; send nothing.")] = False,
     as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     no_card: Annotated[
         bool, typer.Option("--no-card", help="Do not generate a model card (README.md).")
     ] = False,
@@ -73,7 +74,7 @@ def push(
         card=not no_card,
         license=license,
     )
-    with view.push_progress(enabled=not as_json, verbose=verbose(ctx)) as on_event:
+    with view.push_progress(enabled=not (as_json or quiet), verbose=verbose(ctx)) as on_event:
         outcome = run_engine(config, lambda engine: _call(engine, ref, path, options), on_event)
     if isinstance(outcome, SecretsFoundError):
         view.secrets_found(outcome)

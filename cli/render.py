@@ -215,7 +215,7 @@ class _TransferView:
                 DownloadColumn(binary_units=True),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=console(),
+                console=console(stderr=True),  # stdout is for the destination folder alone
                 transient=True,
             )
             self.total = self.progress.add_task("total", total=None, visible=False)
@@ -278,8 +278,9 @@ def wait_notes(*, verbose: bool) -> Callable[[Any], None]:
 
 @contextmanager
 def transfer_progress(*, quiet: bool, verbose: bool = False) -> Iterator[Callable[[Any], None]]:
-    """A live progress display fed by engine events; nothing animated off a terminal."""
-    view = _TransferView(not quiet and sys.stdout.isatty(), verbose)
+    """A live progress display (on stderr) fed by engine events; nothing animated unless both
+    stdout and stderr are a terminal: `DIR=$(batuta hf pull ...)` and `2>log` stay plain."""
+    view = _TransferView(not quiet and sys.stdout.isatty() and sys.stderr.isatty(), verbose)
     if view.progress is None:
         yield view
         return
