@@ -2,7 +2,8 @@
 
 `scan_name` and `scan_text` are pure; `scan_folder` adds the reading of files. A text file is
 scanned whole, whatever its size, one block at a time, so memory stays bounded; a file whose
-first bytes show it is binary (weights, archives, images) is not read further.
+first bytes show it is binary (weights, archives, images) is searched for token-shaped secrets
+only, whole when small, else where formats keep their metadata.
 Findings carry a masked excerpt, never the secret itself, so they are safe to print or log.
 The rules aim for few false positives on ordinary model folders: tokenizer vocabularies,
 `"pad_token": "<pad>"` and `hub_token: null` must not trip them.
@@ -14,10 +15,11 @@ import bisect
 import codecs
 import functools
 import itertools
+import os
 import re
 from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 SCAN_BLOCK_BYTES = 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
@@ -30,7 +32,7 @@ class Finding(NamedTuple):
     """A suspected credential: where, what kind, and a masked excerpt."""
 
     path: str
-    line: int | None  # 1-based; None when the file name alone is the finding
+    line: int | None  # 1-based; None for the file name, or binary content (the kind gives the byte)
     kind: str
     excerpt: str
 
@@ -484,15 +486,64 @@ def is_binary_file(file: Path, path: str) -> bool:
     return not _is_utf16(path, head) and _is_binary(path, head)
 
 
-def _scan_file(file: Path, path: str) -> list[Finding]:
+def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
+        if binary:
+            return _scan_binary(f, path)
         head = f.read(BINARY_SNIFF_BYTES)
         utf16 = _is_utf16(path, head)
         if not utf16 and _is_binary(path, head):
-            return []
+            return _scan_binary(f, path)
         first = head + f.read(SCAN_BLOCK_BYTES - len(head))
         blocks = itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
         return _scan_stream(path, _utf16_as_utf8(blocks) if utf16 else blocks)
+
+
+# Binary files hold secrets too: `training_args.bin` (a pickle the Trainer saves) keeps
+# `hub_token`, and a safetensors header takes any metadata. Their token-shaped strings are ASCII
+# bytes among the others, found by the same rules over a latin-1 reading (one char per byte).
+# Weights are not read whole, which would cost a regex pass per rule over gigabytes: a binary
+# file up to BINARY_FULL_SCAN_BYTES is; a larger one is read where formats keep their metadata,
+# its first BINARY_HEAD_BYTES (all of a safetensors header) and its last BINARY_TAIL_BYTES.
+BINARY_FULL_SCAN_BYTES = 16 << 20
+BINARY_HEAD_BYTES = 1 << 20
+BINARY_TAIL_BYTES = 64 << 10
+_SAFETENSORS_HEADER_MAX = 100 << 20  # what the format's readers accept
+
+
+def _binary_regions(f: BinaryIO, path: str) -> list[tuple[int, int]]:
+    size = os.fstat(f.fileno()).st_size
+    if size <= BINARY_FULL_SCAN_BYTES:
+        return [(0, size)]
+    head = BINARY_HEAD_BYTES
+    if path.lower().endswith(".safetensors"):
+        f.seek(0)
+        head = max(head, 8 + min(int.from_bytes(f.read(8), "little"), _SAFETENSORS_HEADER_MAX))
+    head = min(head, size)
+    return [(0, head), (max(head, size - BINARY_TAIL_BYTES), size)]
+
+
+def _scan_binary(f: BinaryIO, path: str) -> list[Finding]:
+    """Token-shaped secrets in the regions of a binary file that `_binary_regions` picks."""
+    findings: list[Finding] = []
+    seen: set[int] = set()
+    for start, end in _binary_regions(f, path):
+        pos = start
+        while pos < end:
+            # Windows overlap, so a token across a window edge is seen whole by the next one.
+            lo = max(start, pos - _OVERLAP_CHARS)
+            f.seek(lo)
+            data = f.read(min(SCAN_BLOCK_BYTES, end - pos) + (pos - lo))
+            if len(data) <= pos - lo:
+                break  # the file shrank
+            for hit in _hits(data.decode("latin-1"), None):
+                if (at := lo + hit.start) not in seen:
+                    seen.add(at)
+                    findings.append(
+                        Finding(path, None, f"{hit.kind} in binary data at byte {at}", hit.excerpt)
+                    )
+            pos = lo + len(data)
+    return findings
 
 
 def _utf16_as_utf8(blocks: Iterable[bytes]) -> Iterator[bytes]:
@@ -505,15 +556,15 @@ def _utf16_as_utf8(blocks: Iterable[bytes]) -> Iterator[bytes]:
 def scan_folder(root: Path, paths: Iterable[str], *, binary: Container[str] = ()) -> list[Finding]:
     """Scan the files at `paths` (relative POSIX paths under `root`) by name and by content.
 
-    Every text file is read whole, in blocks of SCAN_BLOCK_BYTES. A file is binary, and read no
-    further, when its first BINARY_SNIFF_BYTES hold a NUL byte or, under a weights or archive
-    name (`.safetensors`, `.bin`, `.gguf`, `.zip`…), are not UTF-8. `binary`: paths the caller
-    already found binary (`is_binary_file`), not opened again. OSError propagates.
+    Every text file is read whole, in blocks of SCAN_BLOCK_BYTES. A file is binary when its
+    first BINARY_SNIFF_BYTES hold a NUL byte or, under a weights or archive name
+    (`.safetensors`, `.bin`, `.gguf`, `.zip`…), are not UTF-8; it is searched for token-shaped
+    secrets, whole up to BINARY_FULL_SCAN_BYTES, else where formats keep metadata. `binary`:
+    paths the caller already found binary (`is_binary_file`), not sniffed again. OSError propagates.
     """
     findings: list[Finding] = []
     for rel in paths:
         if (by_name := scan_name(rel)) is not None:
             findings.append(by_name)
-        if rel not in binary:
-            findings += _scan_file(root / rel, rel)
+        findings += _scan_file(root / rel, rel, binary=rel in binary)
     return findings

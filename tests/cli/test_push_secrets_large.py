@@ -6,6 +6,7 @@ over 2 MiB were never read.
 
 from __future__ import annotations
 
+import pickle
 import random
 import string
 from collections.abc import Callable, Iterator
@@ -58,9 +59,9 @@ def folder(tmp_path: Path) -> Path:
     root = tmp_path / "model"
     root.mkdir()
     (root / "config.json").write_text('{"model_type": "gpt2"}')
-    # Weights: binary by their first bytes, so not scanned, whatever they hold further on.
+    # Weights: binary by their first bytes, searched for token shapes only.
     header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
-    weights = len(header).to_bytes(8, "little") + header + text_of(3 * MiB) + f"\n{TOKEN}\n".encode()
+    weights = len(header).to_bytes(8, "little") + header + text_of(3 * MiB)
     (root / "model.safetensors").write_bytes(weights)
     return root
 
@@ -89,3 +90,12 @@ def test_a_token_on_the_last_line_of_a_large_log_is_reported_on_that_line(
     last_line = body.count(b"\n") + 2
     assert f"train.log:{last_line}: Hugging Face token" in out(r)
     assert TOKEN not in out(r) and hub.stats().total == 0
+
+
+def test_a_token_inside_a_pickle_stops_the_push(run_cli: Run, hub: LocalHub, folder: Path) -> None:
+    # What transformers' Trainer saves beside the weights: its arguments, hub_token included.
+    (folder / "training_args.bin").write_bytes(pickle.dumps({"hub_token": TOKEN, "learning_rate": 5e-5}))
+    r = push(run_cli, hub, folder)
+    assert code(r) == ExitCode.SECRETS_FOUND, r
+    assert "training_args.bin: Hugging Face token in binary data at byte" in out(r) and TOKEN not in out(r)
+    assert hub.stats().total == 0

@@ -320,7 +320,7 @@ def write(root: Path, files: dict[str, bytes]) -> list[str]:
 
 
 def test_scan_folder_clean_model_folder(tmp_path: Path) -> None:
-    rels = write(tmp_path, {**MODEL_FOLDER, "model.safetensors": b"\x00" * 64 + HF_TOKEN.encode()})
+    rels = write(tmp_path, {**MODEL_FOLDER, "model.safetensors": b"\x00" * 64 + b"hf_hub_download" * 100})
     assert scan_folder(tmp_path, rels) == []
 
 
@@ -344,7 +344,7 @@ def test_scan_folder_reports_names_and_contents(tmp_path: Path) -> None:
     ]
 
 
-def test_scan_folder_skips_files_that_are_binary_by_content(tmp_path: Path) -> None:
+def test_binary_files_are_searched_for_token_shapes_only(tmp_path: Path) -> None:
     token_line = f"\ntoken = {HF_TOKEN}\n".encode()
     rels = write(
         tmp_path,
@@ -356,9 +356,33 @@ def test_scan_folder_skips_files_that_are_binary_by_content(tmp_path: Path) -> N
             "model.onnx": b"\x08\x07\x12\x07pytorch\x8a\x01" + token_line,  # no NUL, not UTF-8
             "notes.bin": token_line,  # a text file under a weights name is text
             "latin1.txt": "caf\xe9 au lait".encode("latin-1") + token_line,  # not UTF-8, still text
+            # `KEY=value` assignments are read in config and env text, not in binary data.
+            "args.bin": b"\x00\x01DB_PASSWORD=Sup3rS3cretPw\n",
         },
     )
-    assert [f.path for f in scan_folder(tmp_path, rels)] == ["late-nul.txt", "notes.bin", "latin1.txt"]
+    found = [(f.path, f.line, f.kind) for f in scan_folder(tmp_path, rels)]
+    at = len("\ntoken = ")
+    assert found == [
+        ("blob.dat", None, f"Hugging Face token in binary data at byte {7 + at}"),
+        ("late-nul.txt", 2, "Hugging Face token"),
+        ("pytorch_model.bin", None, f"Hugging Face token in binary data at byte {6 + at}"),
+        ("model.gguf", None, f"Hugging Face token in binary data at byte {8 + at}"),
+        ("model.onnx", None, f"Hugging Face token in binary data at byte {13 + at}"),
+        ("notes.bin", 2, "Hugging Face token"),
+        ("latin1.txt", 2, "Hugging Face token"),
+    ]
+
+
+def test_a_token_across_a_window_edge_of_a_binary_file_is_found_once(tmp_path: Path) -> None:
+    edge = secrets_mod.SCAN_BLOCK_BYTES
+    data = bytearray(b"\x00" * (3 * edge))
+    for offset in (edge - 10, 2 * edge - 4000, 2 * edge + 5):  # across, inside the overlap, after
+        data[offset : offset + len(HF_TOKEN)] = HF_TOKEN.encode()
+    rels = write(tmp_path, {"state.bin": bytes(data)})
+    found = [f.kind for f in scan_folder(tmp_path, rels)]
+    assert found == [
+        f"Hugging Face token in binary data at byte {o}" for o in (edge - 10, 2 * edge - 4000, 2 * edge + 5)
+    ]
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
@@ -461,16 +485,32 @@ def test_a_long_line_read_in_windows_is_one_line_for_assignments(tmp_path: Path)
     assert [(f.line, f.kind) for f in scan_folder(tmp_path, rels)] == [(3, "secret assignment")]
 
 
-def test_a_large_binary_file_is_not_read_past_its_first_bytes(tmp_path: Path, windows: list[int]) -> None:
-    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
-    token_line = f"\ntoken = {HF_TOKEN}\n".encode()
-    for name in ("model.safetensors", "data.dat"):
-        with (tmp_path / name).open("wb") as f:  # sparse: 64 MiB on paper, a few bytes on disk
-            f.write(len(header).to_bytes(8, "little") + header + token_line)
-            f.seek(64 * MiB)
-            f.write(token_line)
-    assert scan_folder(tmp_path, ["model.safetensors", "data.dat"]) == []
-    assert windows == []  # not one character of either was scanned
+def test_a_large_binary_file_is_searched_where_formats_keep_metadata(
+    tmp_path: Path, windows: list[int]
+) -> None:
+    header = json.dumps({"__metadata__": {"note": HF_TOKEN}, "w": {"dtype": "F32", "data_offsets": [0, 4]}})
+    big = secrets_mod.BINARY_FULL_SCAN_BYTES + MiB
+    for name, head in (
+        ("model.safetensors", len(header).to_bytes(8, "little") + header.encode()),
+        ("data.dat", b"\x00"),
+    ):
+        with (tmp_path / name).open("wb") as f:  # sparse: large on paper, a few bytes on disk
+            f.write(head)
+            f.seek(big // 2)
+            f.write(GH_TOKEN.encode())  # in the middle: weights are not read whole
+            f.seek(big - 100)
+            f.write(AKIA_ID.encode())  # in the last 64 KiB, where archives keep their index
+    found = [
+        (f.path, f.kind.split(" in ")[0]) for f in scan_folder(tmp_path, ["model.safetensors", "data.dat"])
+    ]
+    assert found == [
+        ("model.safetensors", "Hugging Face token"),
+        ("model.safetensors", "AWS access key id"),
+        ("data.dat", "AWS access key id"),
+    ]
+    # Read: each file's first MiB and last 64 KiB, nothing of the middle.
+    per_file = secrets_mod.BINARY_HEAD_BYTES + secrets_mod.BINARY_TAIL_BYTES + 2 * secrets_mod._OVERLAP_CHARS
+    assert sum(windows) <= 2 * per_file
 
 
 def test_streamed_scan_matches_the_whole_text_scan(monkeypatch: pytest.MonkeyPatch) -> None:
