@@ -27,6 +27,9 @@ class RetryPolicy(NamedTuple):
     base_s: float = 1.0
     cap_s: float = 60.0
     jitter: float = 0.2  # +-20 %: spreads a herd of retries without making the wait unpredictable
+    # A Retry-After longer than this is not waited out: the request fails at once, saying how long
+    # the server asked for. A CI job should not sit silent for the hour a server may ask.
+    max_wait_s: float = 300.0
 
 
 class HostLimits(NamedTuple):
@@ -210,12 +213,18 @@ def _float_env(env: Mapping[str, str], name: str) -> float | None:
 
 
 def _tuning(env: Mapping[str, str]) -> dict[str, object]:
-    """Knobs for tests and unusual networks: BATUTA_RETRY_BASE_S, BATUTA_RETRY_CAP_S, BATUTA_STALL_TIMEOUT_S."""
+    """Knobs for tests and unusual networks: BATUTA_RETRY_BASE_S, BATUTA_RETRY_CAP_S,
+    BATUTA_RETRY_MAX_WAIT_S, BATUTA_STALL_TIMEOUT_S."""
     out: dict[str, object] = {}
     base, cap = _float_env(env, "BATUTA_RETRY_BASE_S"), _float_env(env, "BATUTA_RETRY_CAP_S")
-    if base is not None or cap is not None:
+    longest = _float_env(env, "BATUTA_RETRY_MAX_WAIT_S")
+    if base is not None or cap is not None or longest is not None:
         default = RetryPolicy()
-        out["retry"] = RetryPolicy(base_s=base or default.base_s, cap_s=cap or default.cap_s)
+        out["retry"] = RetryPolicy(
+            base_s=base or default.base_s,
+            cap_s=cap or default.cap_s,
+            max_wait_s=longest or default.max_wait_s,
+        )
     stall = _float_env(env, "BATUTA_STALL_TIMEOUT_S")
     if stall is not None:
         out["stall_timeout_s"] = stall

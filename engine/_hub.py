@@ -328,13 +328,16 @@ class HubClient:
                         if status == 303:
                             method, body = "GET", None
                         continue
-                    if is_retryable_status(status) and attempt < self.config.retry.max_retries:
+                    retry_after = parse_retry_after(hdrs.get("retry-after"))
+                    if (
+                        is_retryable_status(status)
+                        and attempt < self.config.retry.max_retries
+                        and (retry_after is None or retry_after <= self.config.retry.max_wait_s)
+                    ):
                         attempt += 1
                         await _read_or_empty(resp)  # only keeps the connection reusable
                         resp.release()
-                        await self.wait_retry(
-                            url, attempt, str(status), parse_retry_after(hdrs.get("retry-after"))
-                        )
+                        await self.wait_retry(url, attempt, str(status), retry_after)
                         continue
                     payload = await resp.read() if read else b""
                 except BaseException:
@@ -477,6 +480,16 @@ def _server_message(resp: HubResponse) -> str:
     return msg.splitlines()[0][:200] if msg else ""
 
 
+def _duration(seconds: float) -> str:
+    """`45 s`, `5 min`, `1 h 20 min`: a wait as a person reads it."""
+    s = round(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = True) -> E.HubError:
     """Turn an error response into the matching HubError, with a message that names the object.
 
@@ -523,12 +536,11 @@ def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = Tr
         return E.ForbiddenError(f"forbidden: {server_msg or 'the token lacks the right for ' + repo}", **kw)
     if status in (409, 412):
         return E.ConflictError(server_msg or f"conflict on {repo} (HTTP {status})", **kw)
+    wait = parse_retry_after(resp.headers.get("retry-after"))
+    # With a wait too long to sit through, no retry was made: say what the server asked for.
+    after = f" (it asks to wait {_duration(wait)}; try again later)" if wait is not None else " after retries"
     if status == 429:
-        return E.RateLimitedError(
-            f"rate limited by {_origin_str(resp.url)} after retries",
-            retry_after_s=parse_retry_after(resp.headers.get("retry-after")),
-            **kw,
-        )
+        return E.RateLimitedError(f"rate limited by {_origin_str(resp.url)}{after}", retry_after_s=wait, **kw)
     if status >= 500:
-        return E.HubServerError(f"server error {status} from {_origin_str(resp.url)} after retries", **kw)
+        return E.HubServerError(f"server error {status} from {_origin_str(resp.url)}{after}", **kw)
     return E.HubError(f"HTTP {status} from {url}" + (f": {server_msg}" if server_msg else ""), **kw)

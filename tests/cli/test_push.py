@@ -141,6 +141,18 @@ def test_503_and_429_during_upload_are_retried(run_cli: Run, hub: LocalHub, fold
     assert hub.stats().faults_fired.get("503", 0) == 2 and hub.stats().faults_fired.get("429", 0) == 1
 
 
+def test_a_retry_after_wait_is_said_and_a_long_one_is_not_sat_out(
+    run_cli: Run, hub: LocalHub, folder: Path
+) -> None:
+    hub.fail(status=429, times=1, path_contains="/commit/", retry_after="1")
+    r = push(run_cli, hub, folder)
+    assert code(r) == 0 and "waiting 1 s for 127.0.0.1" in err(r) and "429" in err(r), r
+    (folder / "notes.txt").write_text("changed\n")
+    hub.fail(status=429, times=1, path_contains="/commit/", retry_after="3600")
+    r = push(run_cli, hub, folder)
+    assert code(r) == ExitCode.RATE_LIMITED and "it asks to wait 1 h 0 min" in err(r), r
+
+
 def test_revision_and_create_pr(run_cli: Run, hub: LocalHub, folder: Path) -> None:
     assert code(push(run_cli, hub, folder)) == 0
     (folder / "notes.txt").write_text("changed\n")

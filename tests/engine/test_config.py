@@ -61,6 +61,8 @@ def test_bad_endpoint_and_knobs(tmp_path: Path) -> None:
         {"HF_HOME": str(tmp_path), "BATUTA_RETRY_BASE_S": "0.01", "BATUTA_STALL_TIMEOUT_S": "2"}
     )
     assert cfg.retry.base_s == 0.01 and cfg.retry.cap_s == 60.0 and cfg.stall_timeout_s == 2.0
+    assert cfg.retry.max_wait_s == 300.0
+    assert load_config({"HF_HOME": str(tmp_path), "BATUTA_RETRY_MAX_WAIT_S": "30"}).retry.max_wait_s == 30.0
 
 
 def test_offline_from_either_variable_as_the_official_client_reads_them(tmp_path: Path) -> None:

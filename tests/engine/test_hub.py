@@ -83,6 +83,24 @@ async def test_other_4xx_are_not_retried(hub: LocalHub) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_retry_after_too_long_to_wait_fails_at_once_saying_how_long(hub: LocalHub) -> None:
+    hub.fail(status=429, times=1, path_contains="/api/models/acme/tiny", retry_after="3600")
+    hub.fail(status=503, times=1, path_contains="/api/models/acme/tiny", retry_after="400")
+    async with Engine(cfg(hub)) as engine:
+        ref = RepoRef.parse("model", "acme/tiny")
+        with pytest.raises(
+            RateLimitedError, match=r"rate limited by .* \(it asks to wait 1 h 0 min; try again later\)"
+        ):
+            await engine.info(ref)
+        with pytest.raises(
+            HubServerError, match=r"server error 503 .* \(it asks to wait 7 min; try again later\)"
+        ):
+            await engine.info(ref)
+        assert engine.client.retries == 0
+    assert statuses(hub) == [429, 503]
+
+
+@pytest.mark.anyio
 async def test_retry_after_pauses_the_whole_host_and_says_why(hub: LocalHub) -> None:
     # Retry-After above the 0.05 s cap of the schedule is still honoured in full.
     hub.fail(status=429, times=1, path_contains="/api/models/acme/tiny", retry_after="1")
