@@ -363,6 +363,22 @@ class LocalFile:
     action: Action = "add"
 
 
+def _check_name(rel: str) -> None:
+    """Refuse, before anything is sent, a name the Hub cannot store (it would fail at commit time,
+    after every upload): bytes that are not UTF-8, and backslashes."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UsageError(
+            f"cannot push '{shown}': file names must be UTF-8 (rename it, or leave it out with --exclude)"
+        ) from None
+    if "\\" in rel:
+        raise UsageError(
+            f"cannot push '{rel}': the Hub does not take '\\' in file names (rename it, or leave it out with --exclude)"
+        )
+
+
 def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[LocalFile]:
     """The files of `folder` to push, sorted by path. Raises UsageError for a missing, non-folder,
     empty or unreadable input, before anything is sent."""
@@ -386,6 +402,7 @@ def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[s
             rel = prefix + name
             if not match_globs(rel, include, exclude):
                 continue
+            _check_name(rel)
             path = base / name
             try:
                 st = path.stat()

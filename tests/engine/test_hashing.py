@@ -176,3 +176,17 @@ def test_collect_files_filters_and_validates(tmp_path: Path) -> None:
     assert [f.rel for f in collect_files(root, exclude=("*.txt", ".cache/*"))] == ["sub/b.json"]
     with pytest.raises(UsageError, match="matching --include/--exclude"):
         collect_files(root, include=("*.nope",))
+
+
+def test_names_the_hub_cannot_store_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    root = tmp_path / "f"
+    write_old(root / "config.json", b"{}")
+    bad = os.fsdecode(b"sub/bad\xff.txt")  # as os.walk hands over bytes that are not UTF-8
+    write_old(root / bad, b"1")
+    with pytest.raises(UsageError, match=r"^cannot push 'sub/bad\\xff\.txt': file names must be UTF-8"):
+        collect_files(root)
+    assert [f.rel for f in collect_files(root, exclude=("sub/*",))] == ["config.json"]
+    (root / bad).unlink()
+    write_old(root / "back\\slash.txt", b"1")
+    with pytest.raises(UsageError, match=r"the Hub does not take '\\' in file names"):
+        collect_files(root)
