@@ -196,17 +196,21 @@ class TransferIncompleteError(BatutaError):
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """What a failed task group means to a caller: its first BatutaError, else the group itself.
+    """What a failed task group means to a caller: its first BatutaError, else its first other
+    Exception (a local OSError, say), else the group itself (a cancellation, Ctrl-C).
 
-    Parallel ranges of one file fail for one reason at a time; handing the caller an
-    ExceptionGroup would turn a one-line error into a traceback and skip every `except
-    BatutaError`.
+    Parallel tasks fail for one reason at a time; handing the caller an ExceptionGroup would turn
+    a one-line error into a traceback and skip every `except BatutaError`.
     """
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop(0)
-        if isinstance(exc, BatutaError):
-            return exc
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
         if isinstance(exc, BaseExceptionGroup):
-            stack[:0] = list(exc.exceptions)
-    return group
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return next(
+        (e for e in leaves if isinstance(e, BatutaError)),
+        next((e for e in leaves if isinstance(e, Exception)), group),
+    )

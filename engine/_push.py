@@ -37,11 +37,19 @@ import xxhash
 
 from engine import _pushplan as pushplan
 from engine._api import validate_revision
-from engine._errors import AuthRequiredError, BatutaError, NotFoundError, SecretsFoundError
+from engine._errors import (
+    AuthRequiredError,
+    BatutaError,
+    IntegrityError,
+    NotFoundError,
+    SecretsFoundError,
+    first_error,
+)
 from engine._events import BytesMoved, FileFinished, Notice, PlanReady
 from engine._hashing import (
     Action,
     Digest,
+    FileKey,
     HashCache,
     Hasher,
     HashJob,
@@ -232,21 +240,19 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
         except ExceptionGroup as group:
             # Task groups wrap a failure (and whatever it cancelled) in an ExceptionGroup; the
             # caller maps error types to exit codes, so hand it the failure that started it.
-            raise _first_failure(group) from None
+            raise first_error(group) from None
     finally:
         cache.close()
 
 
-def _first_failure(group: ExceptionGroup[Exception]) -> Exception:
-    leaves: list[Exception] = []
-    pending: list[Exception] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, ExceptionGroup):
-            pending[:0] = list(exc.exceptions)
-        else:
-            leaves.append(exc)
-    return next((e for e in leaves if isinstance(e, BatutaError)), leaves[0])
+def _changed(f: LocalFile) -> bool:
+    """Whether the file at `f` is no longer the one that was hashed (edited, replaced, removed)."""
+    if f.path is None or f.key is None:
+        return False
+    try:
+        return FileKey.of(f.path) != f.key
+    except OSError:
+        return True
 
 
 class _Run:
@@ -512,14 +518,24 @@ class _Run:
 
     async def _transfer(self, obj: LfsObject, f: LocalFile) -> None:
         async with self.file_limiter:
-            sent = await upload_object(
-                self.engine.client,
-                obj,
-                _path(f),
-                rel=f.rel,
-                part_limiter=self.part_limiter,
-                on_event=self.sink,
-            )
+            try:
+                sent = await upload_object(
+                    self.engine.client,
+                    obj,
+                    _path(f),
+                    rel=f.rel,
+                    part_limiter=self.part_limiter,
+                    on_event=self.sink,
+                )
+            except (BatutaError, OSError) as exc:
+                # The storage refuses bytes that do not match the announced object: a file edited
+                # during the push fails there, with an answer that names neither it nor the cause.
+                if _changed(f):
+                    raise IntegrityError(
+                        f"{f.rel} changed while it was being pushed; nothing was committed: push again",
+                        path=f.rel,
+                    ) from exc
+                raise
         self.uploaded += sent
 
     # -- commits ----------------------------------------------------------------------------

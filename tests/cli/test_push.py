@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,6 +152,25 @@ def test_a_retry_after_wait_is_said_and_a_long_one_is_not_sat_out(
     hub.fail(status=429, times=1, path_contains="/commit/", retry_after="3600")
     r = push(run_cli, hub, folder)
     assert code(r) == ExitCode.RATE_LIMITED and "it asks to wait 1 h 0 min" in err(r), r
+
+
+def test_a_file_edited_while_its_upload_waits_is_named_and_nothing_is_committed(
+    run_cli: Run, hub: LocalHub, folder: Path
+) -> None:
+    weights = folder / "weights" / "model.safetensors"
+    hub.fail(status=429, times=1, path_contains="/upload/", retry_after="2")
+    edit = threading.Timer(0.7, lambda: weights.write_bytes(os.urandom(300 * KiB)))  # during the wait
+    edit.start()
+    try:
+        r = push(run_cli, hub, folder)
+    finally:
+        edit.join()
+    assert code(r) == ExitCode.INTEGRITY, r
+    assert err(r).splitlines()[-1] == (
+        "error: weights/model.safetensors changed while it was being pushed; nothing was committed: push again"
+    )
+    assert not hub.repo_dir("acme/cli").exists() or not (hub.repo_dir("acme/cli") / "weights").exists()
+    assert code(push(run_cli, hub, folder)) == 0  # and pushing again works
 
 
 def test_revision_and_create_pr(run_cli: Run, hub: LocalHub, folder: Path) -> None:
