@@ -396,7 +396,9 @@ class Store:
             plan.dir_mtimes.append((absdir, dst.st_mtime_ns))
             with it:
                 for de in it:
-                    if de.name in IGNORED_NAMES or de.name.endswith(TMP_SUFFIX):
+                    # Temp files live in the server's own area (new_tmp), never here: a user's file
+                    # may end in TMP_SUFFIX and must still be listed.
+                    if de.name in IGNORED_NAMES:
                         continue
                     try:
                         if de.is_dir():

@@ -308,6 +308,8 @@ def ref_name_error(name: str) -> str | None:
         return f"it contains {bad.group()!r} (no spaces, control characters or any of ~^:?*[\\)"
     if name == "@" or "@{" in name:
         return "it is '@' or contains '@{'"
+    if name.startswith("-"):
+        return "it starts with '-'"  # `git check-ref-format --branch` refuses it: it reads as an option
     if "" in name.split("/"):
         return "it has an empty component (a '/' at either end, or '//')"
     if ".." in name:

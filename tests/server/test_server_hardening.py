@@ -89,7 +89,7 @@ def test_creating_a_case_variant_of_an_existing_repo_conflicts(hub: LocalHub) ->
 BAD_REF_NAMES = [
     ".", "..", "a/./b", "a/../b", ".hidden", "a/.b", "x.lock", "a/x.lock/b", "a b", "a~1", "a^", "a:b",
     "a?", "a*", "a[x", "a\\b", "a//b", "a/", "/a", "a.", "a@{1}", "@", "a\x00b", "a\x1fb", "a\x7fb", "",
-    "a" * 256, "é" * 43, "a/" * 100 + "a", "refs/heads/x",
+    "a" * 256, "é" * 43, "a/" * 100 + "a", "refs/heads/x", "-x", "--force",
 ]  # fmt: skip
 
 

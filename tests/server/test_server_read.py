@@ -234,6 +234,14 @@ def test_tree_listing_paths_and_revisions(hub: LocalHub) -> None:
     assert [p["ref"] for p in refs["pullRequests"]] == ["refs/pr/1"]
 
 
+def test_a_file_named_like_a_server_temp_file_is_listed(hub: LocalHub) -> None:
+    # The server's own temp files live under .batuta/tmp; a user's may end the same way.
+    hub.add_repo("acme/names", {"a.batuta-tmp": "x", "config.json": "{}"})
+    tree = _list(fetch("GET", f"{hub.url}/api/models/acme/names/tree/main"))
+    assert [e["path"] for e in tree] == ["a.batuta-tmp", "config.json"]
+    assert fetch("GET", f"{hub.url}/acme/names/resolve/main/a.batuta-tmp").body == b"x"
+
+
 def test_tree_pages_of_1000(hub: LocalHub) -> None:
     hub.add_repo("acme/many", {f"f{i:04d}.txt": "x" for i in range(1003)})
     first = fetch("GET", f"{hub.url}/api/models/acme/many/tree/main?recursive=true")
