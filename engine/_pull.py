@@ -232,7 +232,9 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
 
 
 def _os_reason(exc: OSError) -> str:
-    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    # `No space left on device`, not `[Errno 28] No space left on device`.
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 def _select(files: list[RemoteFile], ref: RepoRef, opts: PullOptions) -> SelectionResult:
