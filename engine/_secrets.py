@@ -17,7 +17,7 @@ import functools
 import itertools
 import os
 import re
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -563,8 +563,45 @@ def scan_folder(root: Path, paths: Iterable[str], *, binary: Container[str] = ()
     paths the caller already found binary (`is_binary_file`), not sniffed again. OSError propagates.
     """
     findings: list[Finding] = []
+    paths = list(paths)
+    named = _secrets_in_names(paths)
     for rel in paths:
-        if (by_name := scan_name(rel)) is not None:
+        # Every finding names its file: with a secret in the name, the masked name.
+        shown = named[rel].path if rel in named else rel
+        if (by_name := scan_name(shown)) is not None:
             findings.append(by_name)
-        findings += _scan_file(root / rel, rel, binary=rel in binary)
+        if rel in named:
+            findings.append(named[rel])
+        findings += _scan_file(root / rel, shown, binary=rel in binary)
     return findings
+
+
+def _secrets_in_names(paths: Sequence[str]) -> dict[str, Finding]:
+    """Tokens used as file or folder names, which the repo's file list would show to anyone.
+
+    All names are searched as one text (the anchors find nothing in most folders, fast); a name
+    with a hit is reported with its secrets masked, as the finding's path is printed.
+    """
+    text = "\n".join(paths)
+    starts = list(itertools.accumulate((len(p) + 1 for p in paths), initial=0))
+    out: dict[str, Finding] = {}
+    for hit in _hits(text, None):
+        path = paths[bisect.bisect_right(starts, hit.start) - 1]
+        if path not in out:
+            out[path] = Finding(_masked(path), None, f"{hit.kind} in the file name", hit.excerpt)
+    return out
+
+
+def _masked(text: str) -> str:
+    spans: list[tuple[int, int, str]] = []
+    for rule in _RULES:
+        for m in rule.pattern.finditer(text):
+            secret = m.group(rule.group)
+            start, end = m.span(rule.group)
+            if (rule.check is None or rule.check(secret)) and all(
+                e <= start or s >= end for s, e, _ in spans
+            ):
+                spans.append((start, end, mask(secret, rule.show)))
+    for start, end, shown in sorted(spans, reverse=True):
+        text = text[:start] + shown + text[end:]
+    return text

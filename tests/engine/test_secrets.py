@@ -599,3 +599,22 @@ def test_case_insensitive_key_names_match_even_with_unicode_case_folds(
     text = f"AWS_ſECRET_ACCESS_\u212aEY = {AWS_SECRET}\n".encode()
     assert kinds(scan_text("notes.txt", text)) == ["AWS secret access key"]
     assert scan_text("notes.txt", text) == unfiltered("notes.txt", text, monkeypatch)
+
+
+def test_a_token_used_as_a_file_name_is_found_and_never_printed(tmp_path: Path) -> None:
+    rels = write(
+        tmp_path,
+        {
+            f"backup/{HF_TOKEN}.txt": f"again {HF_TOKEN}\n".encode(),
+            f"{AKIA_ID}/notes.md": b"hello\n",
+            "tokenizer_config.json": b'{"pad_token": "<pad>"}',
+        },
+    )
+    found = scan_folder(tmp_path, rels)
+    assert [(f.line, f.kind) for f in found] == [
+        (None, "Hugging Face token in the file name"),
+        (1, "Hugging Face token"),
+        (None, "AWS access key id in the file name"),
+    ]
+    assert all(HF_TOKEN not in f.describe() and AKIA_ID not in f.describe() for f in found)
+    assert found[0].path == f"backup/{HF_TOKEN[:5]}…(37 chars).txt" == found[1].path
