@@ -618,3 +618,12 @@ def test_a_token_used_as_a_file_name_is_found_and_never_printed(tmp_path: Path) 
     ]
     assert all(HF_TOKEN not in f.describe() and AKIA_ID not in f.describe() for f in found)
     assert found[0].path == f"backup/{HF_TOKEN[:5]}…(37 chars).txt" == found[1].path
+
+
+def test_media_and_archives_are_searched_in_their_first_bytes_only(tmp_path: Path) -> None:
+    # An image dataset is thousands of files whose payload holds no text: reading them whole
+    # would cost more than hashing them.
+    late = b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * BINARY_SNIFF_BYTES + HF_TOKEN.encode()
+    early = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + HF_TOKEN.encode() + b"\x00" * BINARY_SNIFF_BYTES
+    rels = write(tmp_path, {"a.jpg": late, "b.JPG": early, "c.zip": early, "d.dat": late})
+    assert [f.path for f in scan_folder(tmp_path, rels)] == ["b.JPG", "c.zip", "d.dat"]
