@@ -2,7 +2,8 @@
 
 The scanner is regex work that holds the GIL, so threads would not speed it up; processes do.
 A worker costs ~0.1 s to start, which only pays off with a lot of text: small pushes, and folders
-of weights (binary files are never read past their first bytes), stay in this process.
+of weights (binary files are read only where formats keep metadata, see _secrets), stay in
+this process.
 """
 
 from __future__ import annotations
@@ -62,14 +63,9 @@ def _in_pool(
     with pool:
         largest_first = sorted(text, key=text.__getitem__, reverse=True)
         pending = {rel: pool.submit(scan_folder, root, [rel]) for rel in largest_first}
-        found = _by_path(scan_folder(root, here, binary=binary))
+        # Keyed by the path asked for, not by Finding.path: a file whose name holds a secret is
+        # reported under its masked name, and its findings must not get lost on the way back.
+        found = {rel: scan_folder(root, [rel], binary=binary) for rel in here}
         for rel, future in pending.items():
             found[rel] = future.result()
     return found
-
-
-def _by_path(findings: list[Finding]) -> dict[str, list[Finding]]:
-    out: dict[str, list[Finding]] = {}
-    for f in findings:
-        out.setdefault(f.path, []).append(f)
-    return out

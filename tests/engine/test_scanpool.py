@@ -38,8 +38,10 @@ def folder(root: Path) -> dict[str, bytes]:
         "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}" + FILLER * 400 + TOKEN.encode(),
         ".env": b"A=1\n",
         "small.txt": f"{TOKEN}\n".encode(),
+        f"backup/{TOKEN}.txt": f"{TOKEN}\n".encode(),  # reported under its masked name
     }
     for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return files
 
@@ -54,7 +56,7 @@ def test_the_pool_finds_what_the_serial_scan_finds_in_the_same_order(
     serial = scan_folder(tmp_path, rels)
     assert [(f.path, f.line) for f in serial] == [
         ("a.txt", 301), ("c.log", 1), ("c.log", 402), ("model.safetensors", None), (".env", None),
-        ("small.txt", 1),
+        ("small.txt", 1), (f"backup/{TOKEN[:5]}…(37 chars).txt", None), (f"backup/{TOKEN[:5]}…(37 chars).txt", 1),
     ]  # fmt: skip
     parallel = scan_paths(tmp_path, rels, [len(files[r]) for r in rels], workers=2)
     assert parallel == serial
