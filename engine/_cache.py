@@ -222,6 +222,10 @@ class LocalDir:
     def incomplete(self, rel: str, etag: str) -> Path:
         return self.meta_root / "download" / f"{rel}.{etag}.incomplete"
 
+    def _ref(self, repo: RepoRef, revision: str) -> Path:
+        # Per repo: two repos pulled into one folder must not answer for each other.
+        return self.meta_root / "refs" / repo.repo_type / repo.repo_id / revision
+
     def is_current(self, rel: str, etag: str, size: int | None = None) -> bool:
         """True when the file exists and its metadata says it holds `etag` and was not touched since.
 
@@ -240,18 +244,18 @@ class LocalDir:
 
     # The revision a pull resolved and its file list, beside the official metadata, so that an
     # offline pull into the folder can tell a complete snapshot from a partial one.
-    def write_snapshot(self, revision: str, commit: str, files: Iterable[RemoteFile]) -> None:
+    def write_snapshot(self, repo: RepoRef, revision: str, commit: str, files: Iterable[RemoteFile]) -> None:
         write_tree_file(self.meta_root / "trees" / f"{commit}.json", files)
-        ref = self.meta_root / "refs" / revision
+        ref = self._ref(repo, revision)
         with contextlib.suppress(OSError):
             if ref.read_text() == commit:
                 return
         atomic_write(ref, commit.encode())
 
-    def snapshot_of(self, revision: str) -> tuple[str, list[RemoteFile]] | None:
-        """(commit, files) recorded for `revision` by a pull into this folder, if any."""
+    def snapshot_of(self, repo: RepoRef, revision: str) -> tuple[str, list[RemoteFile]] | None:
+        """(commit, files) recorded for `revision` of `repo` by a pull into this folder, if any."""
         try:
-            commit = (self.meta_root / "refs" / revision).read_text()
+            commit = self._ref(repo, revision).read_text()
         except OSError:
             return None
         files = (

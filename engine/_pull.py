@@ -135,7 +135,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         if opts.force:
             raise
         try:
-            result = _pull_offline(ref, opts, cache, local)
+            result = _pull_offline(ref, opts, cache, local, listed_only=True)
         except OfflineError:
             raise exc from None
         result.hub_unreachable = str(exc)
@@ -190,7 +190,7 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     else:
         local.root.mkdir(parents=True, exist_ok=True)
         local.ensure_layout()
-        local.write_snapshot(opts.revision, commit, files)
+        local.write_snapshot(ref, opts.revision, commit, files)
     fetching = {t.path for t in todo}
     _drop_stale_partials([f for f in selection.selected if f.path not in fetching], cache, local)
 
@@ -352,18 +352,28 @@ async def _same_content(path: Path, f: RemoteFile) -> bool:
     return await anyio.to_thread.run_sync(digest) == f.etag
 
 
-def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: LocalDir | None) -> PullResult:
-    """No network at all: succeed from what is on disk when the snapshot is complete."""
+def _pull_offline(
+    ref: RepoRef, opts: PullOptions, cache: RepoCache, local: LocalDir | None, *, listed_only: bool = False
+) -> PullResult:
+    """No network at all: succeed from what is on disk when the snapshot is complete.
+
+    `listed_only` (the fallback when the Hub cannot be reached): only a snapshot whose file list
+    was recorded counts, as without one a partial snapshot looks complete.
+    """
     label = f"{ref.repo_id}@{opts.revision}"
-    recorded = local.snapshot_of(opts.revision) if local is not None else None
+    recorded = local.snapshot_of(ref, opts.revision) if local is not None else None
     if recorded is not None:
         commit, files = recorded
     elif local is not None:
+        if listed_only:
+            raise OfflineError(f"{local.root} has no file list recorded for {label}")
         # A folder from the official client or an older batuta: only its metadata tells.
         files = _local_files(local)
         commit = local.commit_of(files[0].path)
     else:
         commit, files = cache.cached_files(opts.revision, sizes=False)
+        if listed_only and cache.read_tree(commit) is None:
+            raise OfflineError(f"the cache has no file list recorded for {label}")
     try:
         selection = _select(files, ref, opts)
     except UsageError as exc:
@@ -371,7 +381,7 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
         raise OfflineError(f"offline mode (HF_HUB_OFFLINE): nothing cached for {label} fits: {exc}") from None
     root = local.root if local is not None else cache.snapshot(commit)
     if recorded is not None and local is not None:
-        missing = [f.path for f in selection.selected if not local.is_current(f.path, f.etag, f.size)]
+        missing = [f.path for f in selection.selected if not _verified_here(local, f, commit)]
     else:
         missing = [f.path for f in selection.selected if not (root / f.path).exists()]
     if missing:
@@ -392,6 +402,26 @@ def _pull_offline(ref: RepoRef, opts: PullOptions, cache: RepoCache, local: Loca
         planned,
         _blocked(selection.blocked),
     )
+
+
+def _verified_here(local: LocalDir, f: RemoteFile, commit: str) -> bool:
+    """Whether the folder holds `f`: by its metadata, or (a copied folder: new mtimes) by hashing
+    a file of the right size, which then gets fresh metadata."""
+    if local.is_current(f.path, f.etag, f.size):
+        return True
+    from engine._hashing import hash_file  # the push's hasher; sqlite stays unloaded otherwise
+
+    target = local.target(f.path)
+    try:
+        if not target.is_file() or target.stat().st_size != f.size:
+            return False
+        d = hash_file(target, sha256=f.is_lfs, sha1=not f.is_lfs)
+    except (OSError, ValueError):
+        return False
+    if (d.sha256 if f.is_lfs else d.sha1) != f.etag:
+        return False
+    local.write_metadata(f.path, commit, f.etag)
+    return True
 
 
 def _local_files(local: LocalDir) -> list[RemoteFile]:

@@ -377,7 +377,7 @@ def _closed_port_url() -> str:
 
 
 def test_an_unreachable_hub_falls_back_to_a_complete_cached_snapshot(
-    run_cli: Run, hub: LocalHub, tmp_path: Path
+    run_cli: Run, hub: LocalHub, tmp_path: Path, isolated_home: Path
 ) -> None:
     commit = hub.add_repo("acme/cached", {"config.json": b"{}", "model.safetensors": b"w" * 64, "x.pt": b"p"})
     out = tmp_path / "plain"
@@ -399,6 +399,16 @@ def test_an_unreachable_hub_falls_back_to_a_complete_cached_snapshot(
     assert r.exit_code == ExitCode.UNREACHABLE and r.stderr.startswith("error: cannot reach")
     (out / "config.json").unlink()
     r = run_cli("--endpoint", dead, "hf", "pull", "model", "acme/cached", "-o", str(out))
+    assert r.exit_code == ExitCode.UNREACHABLE and "could not be reached" not in r.stderr
+    # A partial cache with no recorded file list (the official client fetched one file) looks
+    # complete: it is not used as an answer.
+    hub.add_repo("acme/partial-cache", {"config.json": b"{}", "model.safetensors": b"w" * 64})
+    _official(
+        'from huggingface_hub import hf_hub_download; hf_hub_download("acme/partial-cache", "config.json")',
+        hub,
+        isolated_home,
+    )
+    r = run_cli("--endpoint", dead, "hf", "pull", "model", "acme/partial-cache")
     assert r.exit_code == ExitCode.UNREACHABLE and "could not be reached" not in r.stderr
     # A repo that does not exist is not a network failure: no fallback, the Hub's answer stands.
     r = run_cli(*ep(hub), "hf", "pull", "model", "acme/other")

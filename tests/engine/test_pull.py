@@ -400,3 +400,30 @@ def test_files_a_run_waited_for_count_as_present_not_as_nothing() -> None:
     assert result.skipped == ["c"]  # fetched meanwhile by the process this one waited for
     plan = PullResult("acme/x", "model", "main", "0" * 40, "/d", True, files, [])
     assert plan.skipped == []
+
+
+@pytest.mark.anyio
+async def test_an_offline_pull_accepts_a_copied_folder_after_hashing_it(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    import shutil
+
+    files = big_repo(hub, "acme/copied")
+    hub.add_repo("acme/other", {"other.json": b'{"other": true}'})
+    out = tmp_path / "out"
+    await do_pull(cfg(hub), "acme/copied", output=out)
+    await do_pull(cfg(hub), "acme/other", output=out)  # a second repo into the same folder
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # new mtimes, as cp -r or scp -r give
+    for p in copy.rglob("*.json"):
+        if ".cache" not in p.parts:
+            os.utime(p, (p.stat().st_atime + 120, p.stat().st_mtime + 120))
+    offline = load_config({**os.environ, "HF_HUB_OFFLINE": "1"}, endpoint=hub.url, retry=FAST)
+    result = await do_pull(offline, "acme/copied", output=copy)
+    assert sorted(result.skipped) == sorted(files) and result.commit == hub.head("acme/copied")
+    assert (await do_pull(offline, "acme/other", output=copy)).commit == hub.head("acme/other")
+    (copy / "b.json").write_bytes(b"{}")  # same size as "[]": the hash catches it
+    later = (copy / "b.json").stat().st_mtime + 300
+    os.utime(copy / "b.json", (later, later))  # edited after the metadata was written
+    with pytest.raises(OfflineError, match="b.json"):
+        await do_pull(offline, "acme/copied", output=copy)
