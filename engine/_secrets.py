@@ -502,9 +502,9 @@ def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
 # Binary files hold secrets too: `training_args.bin` (a pickle the Trainer saves) keeps
 # `hub_token`, and a safetensors header takes any metadata. Their token-shaped strings are ASCII
 # bytes among the others, found by the same rules over a latin-1 reading (one char per byte).
-# Weights are not read whole, which would cost a regex pass per rule over gigabytes: a binary
-# file up to BINARY_FULL_SCAN_BYTES is; a larger one is read where formats keep their metadata,
-# its first BINARY_HEAD_BYTES (all of a safetensors header) and its last BINARY_TAIL_BYTES.
+# Weights are not read whole, which would cost a regex pass per rule over gigabytes: a pickle or
+# unknown binary up to BINARY_FULL_SCAN_BYTES is; a larger one is read where formats keep their
+# metadata, its first BINARY_HEAD_BYTES (all of a safetensors header) and last BINARY_TAIL_BYTES.
 # Media and compressed files are searched in their first BINARY_SNIFF_BYTES only (the bytes read
 # to tell them binary): their payload holds no readable text, an image dataset is thousands of
 # them, and a full read costs ~6 ms per MiB, several times the push's hashing.
@@ -519,14 +519,25 @@ _SKIMMED_SUFFIXES = (
 )  # fmt: skip
 
 
+# Tensor and table formats keep their metadata (a safetensors or GGUF header, an Arrow schema,
+# a Parquet footer) at either end; between lies the data itself, numbers mostly, read whole only
+# at ~6 ms per MiB: a dataset of 1 MiB shards would pay seconds per thousand files.
+_DATA_SUFFIXES = (
+    ".safetensors", ".gguf", ".onnx", ".h5", ".hdf5", ".msgpack", ".npy", ".npz", ".parquet",
+    ".arrow", ".feather", ".tfrecord", ".tflite", ".mlmodel",
+)  # fmt: skip
+
+
 def _binary_regions(f: BinaryIO, path: str) -> list[tuple[int, int]]:
     size = os.fstat(f.fileno()).st_size
-    if path.lower().endswith(_SKIMMED_SUFFIXES):
+    name = path.lower()
+    if name.endswith(_SKIMMED_SUFFIXES):
         return [(0, min(size, BINARY_SNIFF_BYTES))]
-    if size <= BINARY_FULL_SCAN_BYTES:
+    data = name.endswith(_DATA_SUFFIXES)
+    if size <= (2 * BINARY_TAIL_BYTES if data else BINARY_FULL_SCAN_BYTES):
         return [(0, size)]
-    head = BINARY_HEAD_BYTES
-    if path.lower().endswith(".safetensors"):
+    head = BINARY_TAIL_BYTES if data else BINARY_HEAD_BYTES
+    if name.endswith(".safetensors"):
         f.seek(0)
         head = max(head, 8 + min(int.from_bytes(f.read(8), "little"), _SAFETENSORS_HEADER_MAX))
     head = min(head, size)

@@ -627,3 +627,17 @@ def test_media_and_archives_are_searched_in_their_first_bytes_only(tmp_path: Pat
     early = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + HF_TOKEN.encode() + b"\x00" * BINARY_SNIFF_BYTES
     rels = write(tmp_path, {"a.jpg": late, "b.JPG": early, "c.zip": early, "d.dat": late})
     assert [f.path for f in scan_folder(tmp_path, rels)] == ["b.JPG", "c.zip", "d.dat"]
+
+
+def test_tensor_and_table_files_are_read_at_their_ends_pickles_whole(tmp_path: Path) -> None:
+    def shard(at: int) -> bytes:
+        data = bytearray(b"\x00" * MiB)
+        data[at : at + len(HF_TOKEN)] = HF_TOKEN.encode()
+        return bytes(data)
+
+    middle, start = shard(MiB // 2), shard(100)
+    rels = write(
+        tmp_path,
+        {"a.arrow": middle, "b.npy": start, "c.parquet": shard(MiB - 100), "optimizer.pt": middle},
+    )
+    assert [f.path for f in scan_folder(tmp_path, rels)] == ["b.npy", "c.parquet", "optimizer.pt"]
