@@ -272,7 +272,13 @@ class HubClient:
         )
         response = HubResponse(resp.status, resp.headers, payload, url)
         if not ok(response.status):
-            raise map_error(response, ctx, has_token=self._has_token(url), on_hub=self.is_hub(url))
+            raise map_error(
+                response,
+                ctx,
+                has_token=self._has_token(url),
+                on_hub=self.is_hub(url),
+                transfer="download" if method in ("GET", "HEAD") else "upload",
+            )
         return response
 
     async def _exchange(
@@ -490,11 +496,14 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = True) -> E.HubError:
+def map_error(
+    resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = True, transfer: str = "download"
+) -> E.HubError:
     """Turn an error response into the matching HubError, with a message that names the object.
 
-    `on_hub` False: the answer came from the download host a resolve redirected to (the CDN),
-    which never sees the token, so its refusals are not about the token's rights.
+    `on_hub` False: the answer came from a storage host (the CDN a resolve redirects to, or where
+    LFS uploads go), which never sees the token, so its refusals are not about the token's rights;
+    `transfer` says which way the bytes were going.
     """
     status, code = resp.status, resp.headers.get("x-error-code", "")
     url = strip_query(resp.url)
@@ -505,7 +514,7 @@ def map_error(resp: HubResponse, ctx: Ctx, *, has_token: bool, on_hub: bool = Tr
         what = ctx.path or url
         detail = f": {server_msg}" if server_msg else ""
         return E.ForbiddenError(
-            f"{_origin_str(resp.url)} refused the download of {what} (HTTP {status}{detail})", **kw
+            f"{_origin_str(resp.url)} refused the {transfer} of {what} (HTTP {status}{detail})", **kw
         )
     if code == "GatedRepo":
         hint = "request access on its page" if has_token else "set HF_TOKEN or pass --token"

@@ -198,13 +198,15 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     downloader = Downloader(engine.client, config, on_event=engine.on_event)
     errors: list[BaseException] = []
     files_limiter = anyio.CapacityLimiter(config.max_connections)
+    # --force-download: the blobs fetched again by this run (paths sharing one are fetched once).
+    forced: set[str] | None = set() if opts.force else None
 
     async def run_one(p: PlannedFile) -> None:
         f = by_path[p.path]
         async with files_limiter:
             engine.on_event(FileStarted(p.path, p.size))
             try:
-                fetched = await _materialize(engine, remote, commit, f, cache, local, downloader, opts.force)
+                fetched = await _materialize(engine, remote, commit, f, cache, local, downloader, forced)
             except (BatutaError, OSError) as exc:
                 # OSError: the destination, not the network (a folder in the way, a full disk).
                 reason = str(exc) if isinstance(exc, BatutaError) else _os_reason(exc)
@@ -265,11 +267,12 @@ async def _materialize(
     cache: RepoCache,
     local: LocalDir | None,
     downloader: Downloader,
-    force: bool = False,
+    forced: set[str] | None = None,
 ) -> bool:
     """Make `f` present at its destination; return True when bytes were fetched.
 
-    With `force`, the bytes are fetched and verified again and replace what is there.
+    With `forced` (--force-download), the bytes are fetched and verified again and replace what
+    is there, once per blob of the cache: `forced` collects the blobs this run fetched.
     """
     url = engine.api.resolve_url(ref, commit, f.path)
     ctx = Ctx(ref.repo_id, commit, f.path)
@@ -282,6 +285,7 @@ async def _materialize(
     while True:
         with exclusive_lock(lock_path) as held:
             if held:
+                force = forced is not None and (local is not None or f.etag not in forced)
                 if local is not None:
                     if target.is_dir() and not target.is_symlink():
                         raise IsADirectoryError(errno.EISDIR, "a folder is where the file goes", str(target))
@@ -312,6 +316,8 @@ async def _materialize(
                     local.write_metadata(f.path, commit, f.etag)
                 else:
                     cache.link(commit, f.path, f.etag)
+                    if forced is not None:
+                        forced.add(f.etag)
                 return True
         # Another process is fetching the same blob; wait for it rather than racing it.
         await anyio.sleep(LOCK_POLL_S)

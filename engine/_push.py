@@ -39,7 +39,7 @@ from engine import _pushplan as pushplan
 from engine._api import validate_revision
 from engine._errors import (
     AuthRequiredError,
-    BatutaError,
+    HubError,
     IntegrityError,
     NotFoundError,
     SecretsFoundError,
@@ -243,6 +243,19 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
             raise first_error(group) from None
     finally:
         cache.close()
+
+
+def _refused(f: LocalFile, exc: BaseException) -> BaseException:
+    """The storage refuses bytes that do not match the announced object: a file edited during the
+    push fails there, with an answer that names neither it nor the cause. Network failures
+    (TransportError) are never put down to an edit."""
+    if not _changed(f):
+        return exc
+    err = IntegrityError(
+        f"{f.rel} changed while it was being pushed; nothing was committed: push again", path=f.rel
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _changed(f: LocalFile) -> bool:
@@ -527,15 +540,11 @@ class _Run:
                     part_limiter=self.part_limiter,
                     on_event=self.sink,
                 )
-            except (BatutaError, OSError) as exc:
-                # The storage refuses bytes that do not match the announced object: a file edited
-                # during the push fails there, with an answer that names neither it nor the cause.
-                if _changed(f):
-                    raise IntegrityError(
-                        f"{f.rel} changed while it was being pushed; nothing was committed: push again",
-                        path=f.rel,
-                    ) from exc
-                raise
+            except BaseExceptionGroup as group:  # the parts of a multipart upload
+                failure = first_error(group)
+                raise _refused(f, failure) if isinstance(failure, HubError | OSError) else failure from None
+            except (HubError, OSError) as exc:
+                raise _refused(f, exc) from exc
         self.uploaded += sent
 
     # -- commits ----------------------------------------------------------------------------

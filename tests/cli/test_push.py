@@ -159,7 +159,14 @@ def test_a_file_edited_while_its_upload_waits_is_named_and_nothing_is_committed(
 ) -> None:
     weights = folder / "weights" / "model.safetensors"
     hub.fail(status=429, times=1, path_contains="/upload/", retry_after="2")
-    edit = threading.Timer(0.7, lambda: weights.write_bytes(os.urandom(300 * KiB)))  # during the wait
+
+    def edit_during_the_wait() -> None:
+        deadline = time.monotonic() + 30
+        while "429" not in hub.stats().faults_fired and time.monotonic() < deadline:
+            time.sleep(0.01)  # hashed and announced; the first upload attempt was just refused
+        weights.write_bytes(os.urandom(300 * KiB))
+
+    edit = threading.Thread(target=edit_during_the_wait)
     edit.start()
     try:
         r = push(run_cli, hub, folder)

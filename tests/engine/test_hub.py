@@ -158,3 +158,18 @@ async def test_offline_client_sends_nothing(hub: LocalHub) -> None:
         with pytest.raises(OfflineError):
             await client.get_json("/api/models")
     assert hub.stats().total == 0
+
+
+def test_a_storage_host_refusal_says_which_way_and_never_blames_the_token() -> None:
+    from engine._hub import Ctx, HubResponse, map_error
+
+    expired = HubResponse(403, {}, b"", "https://cdn.example/blobs/abc?X-Signature=s3cr3t")
+    err = map_error(expired, Ctx("acme/x", "main", "model.safetensors"), has_token=False, on_hub=False)
+    assert str(err) == "https://cdn.example refused the download of model.safetensors (HTTP 403)"
+    put = HubResponse(403, {}, b"", "https://store.example/upload/abc/1?sig=s3cr3t")
+    err = map_error(put, Ctx(), has_token=False, on_hub=False, transfer="upload")
+    assert (
+        str(err)
+        == "https://store.example refused the upload of https://store.example/upload/abc/1 (HTTP 403)"
+    )
+    assert "token" not in str(err) and "s3cr3t" not in str(err)

@@ -427,3 +427,15 @@ async def test_an_offline_pull_accepts_a_copied_folder_after_hashing_it(
     os.utime(copy / "b.json", (later, later))  # edited after the metadata was written
     with pytest.raises(OfflineError, match="b.json"):
         await do_pull(offline, "acme/copied", output=copy)
+
+
+@pytest.mark.anyio
+async def test_force_download_fetches_a_blob_shared_by_two_paths_once(hub: LocalHub) -> None:
+    same = os.urandom(200 * KiB)
+    hub.add_repo("acme/twins", {"a/model.safetensors": same, "b/model.safetensors": same})
+    config = cfg(hub)
+    await do_pull(config, "acme/twins")
+    hub.reset()
+    again = await do_pull(config, "acme/twins", force=True)
+    assert sorted(again.downloaded) + sorted(again.skipped) == ["a/model.safetensors", "b/model.safetensors"]
+    assert len(again.downloaded) == 1 and hub.stats().blob_bytes_sent == len(same)
