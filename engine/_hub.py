@@ -221,7 +221,9 @@ class HubClient:
 
     def _observe(self, url: str, headers: Mapping[str, str]) -> None:
         state = parse_ratelimit(headers.get("ratelimit"))  # the policy's quota and window go unused
-        if state is None:
+        if state is None or state.reset_s > self.config.retry.max_wait_s:
+            # A window that resets only after longer than we would wait for a Retry-After is not
+            # waited out ahead of time: the server's own 429 then ends the run, saying how long.
             return
         pause = self._bucket(url).observe(state)
         if pause > 0:

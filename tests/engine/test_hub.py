@@ -138,6 +138,17 @@ async def test_ratelimit_headers_slow_the_client_before_a_429(hub: LocalHub) -> 
 
 
 @pytest.mark.anyio
+async def test_a_ratelimit_window_longer_than_the_longest_wait_is_not_waited_out(hub: LocalHub) -> None:
+    hub.set_rate_limit(api=2)  # the window lasts seconds; here the longest wait is shorter
+    events: list[Event] = []
+    async with Engine(cfg(hub, retry=FAST._replace(max_wait_s=0.01)), on_event=events.append) as engine:
+        with pytest.raises(RateLimitedError, match="rate limited by"):
+            for _ in range(4):
+                await engine.search("model", "tiny")
+    assert not any(isinstance(e, HostPaused) for e in events) and statuses(hub)[-1] == 429
+
+
+@pytest.mark.anyio
 async def test_token_goes_to_the_hub_only_and_never_into_errors(hub: LocalHub) -> None:
     hub.add_repo("acme/private", {"model.safetensors": b"x" * 100}, private=True)
     async with Engine(cfg(hub, token=TOKEN)) as engine:
