@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from cli._format import human_bytes
-from cli.render import emit_json, line, note
+from cli.render import emit_json, line, note, wait_line
 from engine._events import BytesMoved, FileHashed, HostPaused, Notice, PlanReady, RetryScheduled
 
 if TYPE_CHECKING:
@@ -51,9 +51,9 @@ class _PushProgress:
                 self._progress.advance(self._hash, n)
             case BytesMoved(n=n) if self._progress is not None and self._upload is not None:
                 self._progress.advance(self._upload, n)
-            case HostPaused(host=host, delay_s=delay, reason=reason):
+            case HostPaused():
                 # Said always: a wait of minutes must not look like a hang.
-                note(f"waiting {delay:.0f} s for {host}: {reason}", self._progress)
+                note(wait_line(event), self._progress)
             case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self._verbose:
                 note(f"retry {attempt} of {url} in {delay:.1f} s ({reason})", self._progress)
             case Notice(message=message):

@@ -246,8 +246,8 @@ class _TransferView:
                 # and pull_summary lists the files of a partial pull; either way once.
                 self.files_done += 1
                 self._finish(path)
-            case HostPaused(host=host, delay_s=delay, reason=reason):
-                self.say(f"waiting {delay:.0f} s for {host}: {reason}")
+            case HostPaused():
+                self.say(wait_line(event))
             case RetryScheduled(url=url, attempt=attempt, delay_s=delay, reason=reason) if self.verbose:
                 self.say(f"retry {attempt} in {delay:.1f} s ({reason}): {url}")
             case Notice(message=message):
@@ -266,6 +266,11 @@ class _TransferView:
             self.progress.update(
                 self.total, description=f"total ({self.files_done}/{self.files_total} files)"
             )
+
+
+def wait_line(event: HostPaused) -> str:
+    """How every command says that it waits for a host."""
+    return f"waiting {event.delay_s:.0f} s for {event.host}: {event.reason}"
 
 
 def wait_notes(*, verbose: bool) -> Callable[[Any], None]:

@@ -71,7 +71,19 @@ class FileJob:
 
     @property
     def progress_path(self) -> Path:
-        return self.temp.with_name(self.temp.name + ".progress")
+        return progress_path(self.temp)
+
+
+def progress_path(temp: Path) -> Path:
+    """Where the ranges already on disk of the partial file `temp` are recorded."""
+    return temp.with_name(temp.name + ".progress")
+
+
+def drop_partial(temp: Path) -> None:
+    """Remove a partial download and its progress record (the caller holds the file's lock)."""
+    for p in (temp, progress_path(temp)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 @dataclass
@@ -121,9 +133,7 @@ class Downloader:
                     raise
 
     def discard(self, job: FileJob) -> None:
-        for p in (job.temp, job.progress_path):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        drop_partial(job.temp)
 
     async def _fetch_once(self, job: FileJob) -> None:
         f = job.file

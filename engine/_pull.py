@@ -14,7 +14,7 @@ import anyio
 
 from engine._api import validate_revision, with_scan_verdicts
 from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
-from engine._download import Downloader, FileJob
+from engine._download import Downloader, FileJob, drop_partial
 from engine._errors import (
     BatutaError,
     HubServerError,
@@ -26,7 +26,7 @@ from engine._errors import (
 from engine._events import FileFailed, FileFinished, FileStarted, Notice, PlanReady
 from engine._hub import Ctx
 from engine._models import RemoteFile, RepoRef, validate_repo_id
-from engine._select import SelectionResult, Skipped, select_files
+from engine._select import SelectionResult, Skipped, first_few, select_files
 
 if TYPE_CHECKING:
     from engine._engine import Engine
@@ -290,7 +290,7 @@ async def _materialize(
                     if target.is_dir() and not target.is_symlink():
                         raise IsADirectoryError(errno.EISDIR, "a folder is where the file goes", str(target))
                     if not force and local.is_current(f.path, f.etag, f.size):
-                        _drop_partial(local.incomplete(f.path, f.etag))
+                        drop_partial(local.incomplete(f.path, f.etag))
                         return False
                     if not force and target.is_file() and await _same_content(target, f):
                         local.write_metadata(f.path, commit, f.etag)
@@ -298,7 +298,7 @@ async def _materialize(
                     job = FileJob(f, url, local.incomplete(f.path, f.etag), ctx)
                 elif not force and target.exists():
                     # Another process finished the blob while this one waited or was killed.
-                    _drop_partial(cache.incomplete(f.etag))
+                    drop_partial(cache.incomplete(f.etag))
                     cache.link(commit, f.path, f.etag)
                     return False
                 else:
@@ -331,14 +331,7 @@ def _drop_stale_partials(present: list[RemoteFile], cache: RepoCache, local: Loc
         if temp.exists():
             with exclusive_lock(local.lock(f.path) if local is not None else cache.lock(f.etag)) as held:
                 if held:
-                    _drop_partial(temp)
-
-
-def _drop_partial(temp: Path) -> None:
-    """Remove a partial download made useless by a complete copy (the caller holds its lock)."""
-    for p in (temp, temp.with_name(temp.name + ".progress")):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+                    drop_partial(temp)
 
 
 async def _same_content(path: Path, f: RemoteFile) -> bool:
@@ -391,9 +384,8 @@ def _pull_offline(
     else:
         missing = [f.path for f in selection.selected if not (root / f.path).exists()]
     if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise OfflineError(
-            f"offline mode (HF_HUB_OFFLINE): {len(missing)} files of {label} are not cached: {shown}"
+            f"offline mode (HF_HUB_OFFLINE): {len(missing)} files of {label} are not cached: {first_few(missing)}"
         )
     planned = [
         PlannedFile(f.path, (root / f.path).stat().st_size, f.is_lfs, "present") for f in selection.selected

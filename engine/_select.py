@@ -24,6 +24,12 @@ _GLOB_REASON = "excluded by --include/--exclude"
 _PATHS_REASON = "not among the files named"
 
 
+def first_few(names: Sequence[str], limit: int = 8) -> str:
+    """`a, b, c and 5 more`: a list of paths short enough for one line."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def safe_relpath(path: str) -> str:
     """Return `path` if it is a clean relative POSIX path inside the repo; raise UsageError otherwise.
 
@@ -261,8 +267,7 @@ def select_files(
         safe_relpath(f.path)
     named = set(paths)
     if unknown := sorted(named - {f.path for f in files}):
-        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
-        raise UsageError(f"{repo} has no file named {shown}")
+        raise UsageError(f"{repo} has no file named {first_few(unknown)}")
     wanted = _quantization_filter(files, quantization, repo) if quantization is not None else None
 
     selected: list[RemoteFile] = []
