@@ -213,9 +213,10 @@ def pull(
     if max_rate is not None:
         overrides["max_rate_bytes_s"] = guard(lambda: parse_rate(max_rate))
     if cache_dir is not None:
+        cache_dir = cache_dir.expanduser().absolute()
         if cache_dir.exists() and not cache_dir.is_dir():
             fail(f"--cache-dir '{cache_dir}' is not a folder", ExitCode.USAGE)
-        overrides["hub_cache"] = cache_dir.expanduser().absolute()
+        overrides["hub_cache"] = cache_dir
     config = load(ctx, **overrides)
     options = PullOptions(
         revision=revision,
