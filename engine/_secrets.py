@@ -539,7 +539,10 @@ def _binary_regions(f: BinaryIO, path: str) -> list[tuple[int, int]]:
     head = BINARY_TAIL_BYTES if data else BINARY_HEAD_BYTES
     if name.endswith(".safetensors"):
         f.seek(0)
-        head = max(head, 8 + min(int.from_bytes(f.read(8), "little"), _SAFETENSORS_HEADER_MAX))
+        start = f.read(9)
+        n = int.from_bytes(start[:8], "little")
+        if start[8:] == b"{" and n <= min(size - 8, _SAFETENSORS_HEADER_MAX):  # a real header
+            head = max(head, 8 + n)
     head = min(head, size)
     return [(0, head), (max(head, size - BINARY_TAIL_BYTES), size)]
 

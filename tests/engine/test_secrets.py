@@ -641,3 +641,15 @@ def test_tensor_and_table_files_are_read_at_their_ends_pickles_whole(tmp_path: P
         {"a.arrow": middle, "b.npy": start, "c.parquet": shard(MiB - 100), "optimizer.pt": middle},
     )
     assert [f.path for f in scan_folder(tmp_path, rels)] == ["b.npy", "c.parquet", "optimizer.pt"]
+
+
+def test_a_header_length_that_is_not_a_safetensors_header_is_not_trusted(
+    tmp_path: Path, windows: list[int]
+) -> None:
+    # Random bytes read as a header length would send the scan 100 MiB deep into every shard.
+    with (tmp_path / "w.safetensors").open("wb") as f:
+        f.write((90 * MiB).to_bytes(8, "little") + b"\x00" * 100)
+        f.seek(200 * MiB)
+        f.write(b"\x00")
+    assert scan_folder(tmp_path, ["w.safetensors"]) == []
+    assert sum(windows) <= 2 * (secrets_mod.BINARY_TAIL_BYTES + secrets_mod._OVERLAP_CHARS)
