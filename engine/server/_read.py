@@ -289,7 +289,7 @@ def _decode_cursor(cursor: str | None) -> int:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return max(0, int(data["offset"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # {"offset": 1e999}
         raise HubHTTPError(400, "invalid cursor") from None
 
 

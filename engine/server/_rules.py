@@ -157,9 +157,20 @@ def iso_date(ts: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+# Stored at <root>/<type>/<namespace>/<name>/<path>: this leaves the root and the repo id room
+# under Linux's 4096-byte PATH_MAX.
+MAX_REPO_PATH_BYTES = 3072
+
+
 def valid_repo_path(path: str) -> bool:
-    """A file path a commit may write: relative, no empty, `.` or `..` parts, not under `.git/`."""
+    """A file path a commit may write: relative; no empty, `.` or `..` part; no `.git` or `.batuta`
+    part (the store ignores both, the file would vanish); each part a file name the disk takes."""
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         return False
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_REPO_PATH_BYTES:
+        return False
     parts = path.split("/")
-    return all(p not in ("", ".", "..") for p in parts) and parts[0] != ".git"
+    return all(
+        p not in ("", ".", "..", ".git", ".batuta") and len(p.encode("utf-8", "surrogatepass")) <= 255
+        for p in parts
+    )

@@ -47,6 +47,7 @@ from engine.server._rules import (
 MAIN = "main"
 TAG_PREFIX = "refs/tags/"
 TMP_SUFFIX = ".batuta-tmp"
+META_SUFFIX = ".meta.json"  # a repo's settings sit beside its folder: `<name>.meta.json`
 IGNORED_NAMES = frozenset({".git", ".batuta"})
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
 COLLECTIONS: dict[RepoType, str] = {"model": "models", "dataset": "datasets", "space": "spaces"}
@@ -183,7 +184,7 @@ class Store:
 
     def meta_file(self, repo: RepoRef) -> Path:
         ns, name = repo.repo_id.split("/")
-        return self.root / COLLECTIONS[repo.repo_type] / ns / f"{name}.meta.json"
+        return self.root / COLLECTIONS[repo.repo_type] / ns / f"{name}{META_SUFFIX}"
 
     def branches_root(self, repo: RepoRef) -> Path:
         return self.state / "branches" / COLLECTIONS[repo.repo_type] / repo.repo_id

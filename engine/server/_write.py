@@ -26,7 +26,7 @@ from engine.server._context import Ctx
 from engine.server._http import HubHTTPError, json_response
 from engine.server._read import revision_snapshot
 from engine.server._rules import DEFAULT_GITATTRIBUTES, attribute_matches, is_lfs, mongo_id
-from engine.server._store import MAIN, TAG_PREFIX, Snapshot, Store, repo_ref
+from engine.server._store import MAIN, META_SUFFIX, TAG_PREFIX, Snapshot, Store, repo_ref
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 LFS_JSON = "application/vnd.git-lfs+json"
@@ -86,6 +86,9 @@ def _repo_from_body(ctx: Ctx, body: Mapping[str, object]) -> RepoRef:
         if ctx.token is None:
             raise HubHTTPError(401, "You must be authenticated to create a repo")
         org = ctx.token.user
+    if name.endswith(META_SUFFIX):
+        # The store keeps a repo's settings in `<name>.meta.json` beside its folder.
+        raise HubHTTPError(400, f"invalid repo name {name!r}: it may not end with {META_SUFFIX!r}")
     try:
         return repo_ref(str(body.get("type") or "model"), f"{org}/{name}")
     except UsageError as exc:

@@ -3,6 +3,7 @@ repo creation, git ref-name rules, strict discussion numbers, safe error headers
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from pathlib import Path
@@ -149,3 +150,29 @@ async def test_an_unknown_host_reports_the_resolver_message(tmp_path: Path) -> N
         await server.start()
     assert caught.value.strerror == f"cannot listen on nosuchhost.invalid:0: {expected.value.strerror}"
     assert json.dumps(caught.value.strerror)  # one line, no "Unknown error"
+
+
+def test_names_and_paths_the_store_cannot_keep_are_400_not_500(hub: LocalHub) -> None:
+    create = f"{hub.url}/api/repos/create"
+    # `<name>.meta.json` is where the store keeps a repo's settings.
+    meta = post_json(create, {"name": "x.meta.json", "organization": "alice"}, WRITE_TOKEN)
+    assert meta.status == 400 and "may not end with '.meta.json'" in (meta.header("x-error-message") or "")
+    assert expect_json(
+        post_json(create, {"name": "x", "organization": "alice", "private": True}, WRITE_TOKEN)
+    )
+    hub.add_repo("alice/m", {"a.txt": "a"})
+    for path in (".batuta/f", "x/.batuta/f", "x/.git/f", "n" * 300, "d/" * 3000 + "f"):
+        line = {"key": "file", "value": {"path": path, "content": "x", "encoding": "utf-8"}}
+        reply = fetch(
+            "POST",
+            f"{hub.url}/api/models/alice/m/commit/main",
+            body=json.dumps({"key": "header", "value": {"summary": "s"}}) + "\n" + json.dumps(line) + "\n",
+            token=WRITE_TOKEN,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert reply.status == 400 and "invalid path in commit" in (reply.header("x-error-message") or ""), (
+            path[:20]
+        )
+    cursor = base64.urlsafe_b64encode(b'{"offset": 1e999}').decode().rstrip("=")
+    huge = fetch("GET", f"{hub.url}/api/models/alice/m/tree/main?cursor={cursor}")
+    assert huge.status == 400 and huge.header("x-error-message") == "invalid cursor"

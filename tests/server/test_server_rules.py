@@ -63,9 +63,18 @@ def test_iso_date_has_milliseconds_and_z() -> None:
     assert iso_date(0.5) == "1970-01-01T00:00:00.500Z"
 
 
-@pytest.mark.parametrize("path", ["", "/abs", "a//b", "../x", "a/./b", ".git/config", "a\\b"])
+@pytest.mark.parametrize(
+    "path",
+    ["", "/abs", "a//b", "../x", "a/./b", ".git/config", "a\\b", "x/.git/f", ".batuta/f", "x/.batuta",
+     "n" * 256, "d/" + "é" * 128 + "/f", "d/" * 3000 + "f"],
+)  # fmt: skip
 def test_invalid_repo_paths(path: str) -> None:
     assert not valid_repo_path(path)
+
+
+def test_long_but_storable_paths_are_valid() -> None:
+    assert valid_repo_path("n" * 255) and valid_repo_path("/".join(["d" * 200] * 15) + "/f")
+    assert valid_repo_path(".gitattributes") and valid_repo_path("a/.github/workflows/x.yml")
 
 
 def test_parse_range() -> None:
