@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Annotated
@@ -52,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except KeyboardInterrupt:  # outside the command, where typer does not look
         code = 130
+    except OSError as exc:
+        # Writing the output failed (`> /dev/full`, a disk that filled up). A closed pipe never
+        # gets here: typer answers EPIPE itself.
+        _silence_stdout()
+        typer.echo(f"error: cannot write the output: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     except click.exceptions.NoArgsIsHelpError as exc:
         typer.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
         sys.exit(0)
@@ -77,3 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("error: interrupted", err=True)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what failed cannot fail again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

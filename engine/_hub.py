@@ -358,6 +358,13 @@ class HubClient:
                     await self.wait_retry(url, attempt, reason, None)
                     continue
                 raise self._transport_error(url, exc, attempt + 1) from exc
+            except _http.BadResponse as exc:
+                # Bytes that are not HTTP (another protocol on that port): an endpoint that does not
+                # answer like a Hub, as an HTML page or invalid JSON is, not an unreachable one.
+                target = public_url(self.config.endpoint) if self.is_hub(url) else _origin_str(url)
+                raise E.ProtocolError(
+                    f"{target} does not answer like a Hub: {exc}", url=strip_query(url)
+                ) from exc
             except _http.HttpError as exc:
                 raise self._transport_error(url, exc, attempt + 1) from exc
             if read:

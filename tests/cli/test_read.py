@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -219,3 +222,17 @@ def test_info_and_search_say_why_they_wait(run_cli: Run, hub: LocalHub, args: li
     hub.fail(status=429, times=1, retry_after="1", path_contains="/api/models")
     quiet = run_cli(*ep(hub), "hf", *args)
     assert quiet.exit_code == 0 and quiet.stderr.startswith("waiting 1 s") and "retry" not in quiet.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "hf", "tree"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output: No space left on device\n"

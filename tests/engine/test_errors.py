@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli.errors import ExitCode
-from engine import ConnectError, Engine, HubError, ProtocolError, RepoRef, RetryPolicy, load_config
+from engine import Engine, HubError, ProtocolError, RepoRef, RetryPolicy, load_config
 from engine import _errors as E
 from engine._hub import HubClient
 from tests.conftest import CliResult
@@ -145,9 +145,9 @@ async def test_a_token_in_garbage_instead_of_http_is_masked(peers: Peers) -> Non
 
     peer = await peers(reply)
     async with Engine(load_config({}, endpoint=peer.url, token=TOKEN, retry=FAST)) as engine:
-        with pytest.raises(ConnectError) as info:
+        with pytest.raises(ProtocolError) as info:  # exit 8: not a Hub, as HTML or garbage JSON
             await engine.info(RepoRef.parse("model", "acme/x"))
-    assert "not an HTTP/1.x response" in str(info.value)
+    assert "does not answer like a Hub: not an HTTP/1.x response" in str(info.value)
     assert TOKEN[:8] not in str(info.value), info.value
     assert TOKEN[:8] not in str(info.value.__cause__), info.value.__cause__  # shown in tracebacks
 
