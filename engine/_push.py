@@ -157,11 +157,15 @@ class PushResult:
         return int(self.pr_revision.rsplit("/", 1)[1]) if self.pr_revision else None
 
 
+_SCANNER_SOURCES = ("_secrets.py", "_secretfiles.py")  # the rules, and what of each file is read
+
+
 def scanner_id() -> str:
     """A fingerprint of the secret scanner's rules: a cached "clean" verdict holds only for them."""
     # Read next to this module rather than imported: compiling the rules' regexes costs ~14 ms,
     # wasted on a re-push whose files all have cached verdicts.
-    return xxhash.xxh3_64_hexdigest(Path(__file__).with_name("_secrets.py").read_bytes())
+    here = Path(__file__)
+    return xxhash.xxh3_64_hexdigest(b"".join(here.with_name(n).read_bytes() for n in _SCANNER_SOURCES))
 
 
 def check_secrets(

@@ -2,7 +2,7 @@
 
 The scanner is regex work that holds the GIL, so threads would not speed it up; processes do.
 A worker costs ~0.1 s to start, which only pays off with a lot of text: small pushes, and folders
-of weights (binary files are read only where formats keep metadata, see _secrets), stay in
+of weights (binary files are read only where formats keep metadata, see _secretfiles), stay in
 this process.
 """
 
@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from engine._secrets import Finding, is_binary_file, scan_folder
+from engine._secretfiles import is_binary_file, scan_folder
+from engine._secrets import Finding
 
 PARALLEL_TEXT_BYTES = 64 << 20  # text to read before a pool is worth starting
 BIG_FILE_BYTES = 4 << 20  # files this large are scanned in the pool, the rest here

@@ -532,7 +532,7 @@ async def test_upload_plan_is_announced_before_hashing_ends(hub: LocalHub, tmp_p
 def test_scanner_id_is_the_fingerprint_of_the_scanner_source() -> None:
     import xxhash
 
-    from engine import _secrets
+    from engine import _secretfiles, _secrets
 
-    expected = xxhash.xxh3_64_hexdigest(Path(_secrets.__file__).read_bytes())
-    assert push_mod.scanner_id() == expected
+    sources = Path(_secrets.__file__).read_bytes() + Path(_secretfiles.__file__).read_bytes()
+    assert push_mod.scanner_id() == xxhash.xxh3_64_hexdigest(sources)

@@ -10,7 +10,7 @@ import pytest
 
 from engine import _scanpool
 from engine._scanpool import scan_paths
-from engine._secrets import scan_folder
+from engine._secretfiles import scan_folder
 
 TOKEN = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f"
 FILLER = b"lorem ipsum dolor sit amet, consectetur adipiscing elit\n"

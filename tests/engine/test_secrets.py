@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from engine import _secretfiles as files_mod
 from engine import _secrets as secrets_mod
+from engine._secretfiles import scan_folder
 from engine._secrets import (
     BINARY_SNIFF_BYTES,
     SCAN_BLOCK_BYTES,
     Finding,
     mask,
-    scan_folder,
     scan_name,
     scan_text,
 )
@@ -489,7 +490,7 @@ def test_a_large_binary_file_is_searched_where_formats_keep_metadata(
     tmp_path: Path, windows: list[int]
 ) -> None:
     header = json.dumps({"__metadata__": {"note": HF_TOKEN}, "w": {"dtype": "F32", "data_offsets": [0, 4]}})
-    big = secrets_mod.BINARY_FULL_SCAN_BYTES + MiB
+    big = files_mod.BINARY_FULL_SCAN_BYTES + MiB
     for name, head in (
         ("model.safetensors", len(header).to_bytes(8, "little") + header.encode()),
         ("data.dat", b"\x00"),
@@ -509,7 +510,7 @@ def test_a_large_binary_file_is_searched_where_formats_keep_metadata(
         ("data.dat", "AWS access key id"),
     ]
     # Read: each file's first MiB and last 64 KiB, nothing of the middle.
-    per_file = secrets_mod.BINARY_HEAD_BYTES + secrets_mod.BINARY_TAIL_BYTES + 2 * secrets_mod._OVERLAP_CHARS
+    per_file = files_mod.BINARY_HEAD_BYTES + files_mod.BINARY_TAIL_BYTES + 2 * secrets_mod._OVERLAP_CHARS
     assert sum(windows) <= 2 * per_file
 
 
@@ -652,4 +653,4 @@ def test_a_header_length_that_is_not_a_safetensors_header_is_not_trusted(
         f.seek(200 * MiB)
         f.write(b"\x00")
     assert scan_folder(tmp_path, ["w.safetensors"]) == []
-    assert sum(windows) <= 2 * (secrets_mod.BINARY_TAIL_BYTES + secrets_mod._OVERLAP_CHARS)
+    assert sum(windows) <= 2 * (files_mod.BINARY_TAIL_BYTES + secrets_mod._OVERLAP_CHARS)
