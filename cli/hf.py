@@ -101,7 +101,10 @@ def serve(
 
     if not root.is_dir():
         fail(f"--root '{root}' is not a folder", ExitCode.USAGE)
-    from engine.server import serve_forever
+    from engine.server import config_problem, serve_forever
+
+    if (why := config_problem(root)) is not None:
+        fail(why, ExitCode.USAGE)
 
     # The server itself enables its test routes (/_batuta/...) under BATUTA_SERVE_TESTING=1 and
     # returns on Ctrl-C.

@@ -23,9 +23,12 @@ from engine.server._app import HubServer
 from engine.server._context import ServerConfig
 from engine.server._faults import HubStats, RequestRecord
 from engine.server._rules import DEFAULT_LFS_PATTERNS, is_lfs
+from engine.server._store import ALIASES_FILE
+from engine.server._watched import WatchedJson
 
 __all__ = [
     "DEFAULT_LFS_PATTERNS",
+    "config_problem",
     "HubServer",
     "HubStats",
     "RequestRecord",
@@ -34,6 +37,17 @@ __all__ = [
     "run_server",
     "serve_forever",
 ]
+
+
+def config_problem(root: Path | str) -> str | None:
+    """Why the operator files in `root` (tokens.json, aliases.json) cannot be used, or None.
+
+    Checked before serving: a malformed tokens.json would otherwise read as no tokens at all.
+    """
+    for name in ("tokens.json", ALIASES_FILE):
+        if (why := WatchedJson(Path(root) / name, dict).problem()) is not None:
+            return why
+    return None
 
 
 async def run_server(

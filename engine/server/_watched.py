@@ -1,13 +1,16 @@
 """A small JSON file in the root folder, re-read whenever its mtime or size changes.
 
 Operators edit these files by hand while the server runs (tokens, legacy repo ids), so every
-lookup checks the file's signature; a missing or malformed file reads as `{}`.
+lookup checks the file's signature. A missing file reads as `{}`. A malformed one is refused when
+the server starts (`problem()`); one broken while it runs keeps the last good content, with a
+warning in the log: a typo must not lock every token out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+_log = logging.getLogger("batuta.serve")
 
 
 class WatchedJson(Generic[T]):
@@ -35,8 +39,24 @@ class WatchedJson(Generic[T]):
             sig = None
         with self._lock:
             if sig != self._sig:
-                self._value, self._sig = self._parse(self.read_raw() if sig else {}), sig
+                self._sig = sig
+                if sig is None:
+                    self._value = self._parse({})
+                elif (why := self.problem()) is not None:
+                    _log.warning("%s; keeping what it said before", why)
+                else:
+                    self._value = self._parse(self.read_raw())
             return self._value
+
+    def problem(self) -> str | None:
+        """Why the file cannot be used (not JSON, not an object), or None (also when absent)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return f"{self.path.name} is not valid JSON: {exc}"
+        return None if isinstance(data, dict) else f"{self.path.name} must hold a JSON object"
 
     def read_raw(self) -> dict[str, object]:
         try:
@@ -46,8 +66,13 @@ class WatchedJson(Generic[T]):
         return dict(data) if isinstance(data, dict) else {}
 
     def update(self, change: Callable[[dict[str, object]], None]) -> None:
-        """Apply `change` to the file's object and replace the file atomically."""
+        """Apply `change` to the file's object and replace the file atomically.
+
+        A malformed file raises ValueError: rewriting it would throw away what the operator wrote.
+        """
         with self._lock:
+            if (why := self.problem()) is not None:
+                raise ValueError(why)
             data = self.read_raw()
             change(data)
             tmp = self.path.with_name(f".{self.path.name}.{threading.get_ident()}.tmp")

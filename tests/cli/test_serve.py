@@ -38,3 +38,15 @@ def test_a_taken_blob_port_is_named(run_cli: Run, tmp_path: Path) -> None:
         r = run_cli("hf", "serve", "--root", str(tmp_path), "--blob-port", str(port))
     assert r.exit_code == ExitCode.FAILURE
     assert r.stderr.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("tokens.json", '{"hf_x": {"user": "a",}'), ("aliases.json", "[1]")]
+)
+def test_a_malformed_operator_file_stops_the_server_before_it_serves(
+    run_cli: Run, tmp_path: Path, name: str, text: str
+) -> None:
+    (tmp_path / name).write_text(text)
+    r = run_cli("hf", "serve", "--root", str(tmp_path), "--port", "0")
+    assert r.exit_code == ExitCode.USAGE and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith(f"error: {name} ")

@@ -176,3 +176,17 @@ def test_names_and_paths_the_store_cannot_keep_are_400_not_500(hub: LocalHub) ->
     cursor = base64.urlsafe_b64encode(b'{"offset": 1e999}').decode().rstrip("=")
     huge = fetch("GET", f"{hub.url}/api/models/alice/m/tree/main?cursor={cursor}")
     assert huge.status == 400 and huge.header("x-error-message") == "invalid cursor"
+
+
+def test_tokens_json_broken_while_serving_keeps_the_last_good_tokens(
+    hub: LocalHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub.add_repo("alice/secret", {"a.txt": "a"}, private=True)
+    url = f"{hub.url}/api/models/alice/secret"
+    assert fetch("GET", url, token=WRITE_TOKEN).status == 200
+    tokens = hub.root / "tokens.json"
+    tokens.write_text(tokens.read_text()[:-5])  # an operator's half-saved edit
+    assert fetch("GET", url, token=WRITE_TOKEN).status == 200  # not "no tokens at all"
+    assert "tokens.json is not valid JSON" in caplog.text
+    with pytest.raises(ValueError, match="not valid JSON"):
+        hub.add_token("hf_new_token_for_test", user="zed")  # would overwrite what the operator wrote
