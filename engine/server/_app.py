@@ -209,9 +209,11 @@ class HubServer:
         self.config = config
         testing = config.testing or os.environ.get("BATUTA_SERVE_TESTING") == "1"
         stats = Stats(config.request_log_size)
+        store = Store.from_config(config)
+        store.sweep_tmp()
         self.svc = Services(
             config=config,
-            store=Store.from_config(config),
+            store=store,
             faults=FaultState(on_fire=stats.fired),
             stats=stats,
             ratelimit=RateLimiter(

@@ -47,6 +47,7 @@ from engine.server._rules import (
 MAIN = "main"
 TAG_PREFIX = "refs/tags/"
 TMP_SUFFIX = ".batuta-tmp"
+TMP_MAX_AGE_S = 24 * 3600  # older temp entries belong to uploads nobody will finish
 META_SUFFIX = ".meta.json"  # a repo's settings sit beside its folder: `<name>.meta.json`
 IGNORED_NAMES = frozenset({".git", ".batuta"})
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -208,6 +209,19 @@ class Store:
 
     def lfs_path(self, sha256: str) -> Path:
         return self.state / "lfs" / sha256[:2] / sha256
+
+    def sweep_tmp(self, max_age_s: float = TMP_MAX_AGE_S) -> None:
+        """Remove temp entries older than `max_age_s`: the multipart parts and half-written files of
+        uploads whose client went away (a killed push leaves its parts behind)."""
+        cutoff = time.time() - max_age_s
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.tmp_dir):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(entry.path, ignore_errors=True)
+                        else:
+                            os.unlink(entry.path)
 
     def new_tmp(self, hint: str = "") -> Path:
         """A fresh path in the server's temp area (same filesystem as the repos, never scanned)."""

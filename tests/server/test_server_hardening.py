@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -190,3 +192,17 @@ def test_tokens_json_broken_while_serving_keeps_the_last_good_tokens(
     assert "tokens.json is not valid JSON" in caplog.text
     with pytest.raises(ValueError, match="not valid JSON"):
         hub.add_token("hf_new_token_for_test", user="zed")  # would overwrite what the operator wrote
+
+
+def test_temp_entries_of_uploads_nobody_will_finish_are_swept_at_start(tmp_path: Path) -> None:
+    tmp = tmp_path / ".batuta" / "tmp"
+    old, fresh = tmp / "multipart-abandoned", tmp / "multipart-running"
+    for d in (old, fresh):
+        d.mkdir(parents=True)
+        (d / "1").write_bytes(b"part")
+    (tmp / "half.batuta-tmp").write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    for p in (old / "1", old, tmp / "half.batuta-tmp"):
+        os.utime(p, (two_days_ago, two_days_ago))
+    with LocalHub.in_thread(tmp_path):
+        assert sorted(p.name for p in tmp.iterdir()) == ["multipart-running"]
