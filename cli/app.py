@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -67,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         message = exc.format_message()
         if "--json" in (sys.argv[1:] if argv is None else argv):
             # Found before any command ran, yet a script asked for a document: give it one.
-            doc = {"error": {"message": message, "exit_code": 2}}
-            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+            from cli.render import emit_json
+
+            emit_json({"error": {"message": message, "exit_code": 2}})
         typer.echo(f"error: {message}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:

@@ -130,8 +130,8 @@ def parse_rate(text: str) -> float:
     return value
 
 
-def check_output(output: Path) -> None:
-    """Refuse an --output that is, or lies under, something other than a folder, before any request.
+def check_folder(output: Path, option: str = "--output") -> None:
+    """Refuse a folder option that is, or lies under, something other than a folder, before any request.
 
     Found later, mkdir fails with a bare `File exists` (exit 1) after the repo was already listed.
     """
@@ -142,11 +142,11 @@ def check_output(output: Path) -> None:
         try:
             exists, is_dir = path.exists(), path.is_dir()
         except OSError as exc:  # a name too long, a folder we may not look into
-            fail(f"--output '{output}': {exc.strerror or exc}", ExitCode.USAGE)
+            fail(f"{option} '{output}': {exc.strerror or exc}", ExitCode.USAGE)
         if exists:
             if not is_dir:
                 where = "" if path == output else f" ('{path}' is a file)"
-                fail(f"--output '{output}' is not a folder{where}", ExitCode.USAGE)
+                fail(f"{option} '{output}' is not a folder{where}", ExitCode.USAGE)
             return
 
 
@@ -207,7 +207,7 @@ def pull(
 
     ref = guard(lambda: RepoRef.parse(asset, repo_id, legacy=True))
     if output is not None:
-        check_output(output)
+        check_folder(output)
     overrides: dict[str, object] = {}
     if max_connections is not None:
         if max_connections <= 0:
@@ -217,8 +217,7 @@ def pull(
         overrides["max_rate_bytes_s"] = guard(lambda: parse_rate(max_rate))
     if cache_dir is not None:
         cache_dir = cache_dir.expanduser().absolute()
-        if cache_dir.exists() and not cache_dir.is_dir():
-            fail(f"--cache-dir '{cache_dir}' is not a folder", ExitCode.USAGE)
+        check_folder(cache_dir, "--cache-dir")
         overrides["hub_cache"] = cache_dir
     config = load(ctx, **overrides)
     options = PullOptions(
