@@ -226,7 +226,7 @@ class LocalDir:
         # Per repo: two repos pulled into one folder must not answer for each other.
         return self.meta_root / "refs" / repo.repo_type / repo.repo_id / revision
 
-    def is_current(self, rel: str, etag: str, size: int | None = None) -> bool:
+    def is_current(self, rel: str, etag: str, size: int) -> bool:
         """True when the file exists and its metadata says it holds `etag` and was not touched since.
 
         The official client trusts the mtime alone; a file of the wrong size (a copy that kept an
@@ -238,7 +238,7 @@ class LocalDir:
             st = target.stat()
         except (OSError, ValueError):
             return False
-        if size is not None and (st.st_size != size or not stat.S_ISREG(st.st_mode)):
+        if st.st_size != size or not stat.S_ISREG(st.st_mode):
             return False
         return bool(commit) and stored == etag and st.st_mtime <= float(stamp) + 1
 

@@ -170,10 +170,7 @@ class Downloader:
                 break
             except (TransportError, HubError) as exc:
                 # An expired signed URL: every attempt resolves again and gets a fresh one.
-                expired = (
-                    isinstance(exc, HubError) and exc.status in (403, 410) and not self.client.is_hub(exc.url)
-                )
-                if isinstance(exc, HubError) and not expired:
+                if isinstance(exc, HubError) and not self._expired(exc, exc.url):
                     raise
                 attempts += 1
                 if attempts > self.config.retry.max_retries:
@@ -275,7 +272,7 @@ class Downloader:
                 await self._retry_wait(state.location, attempts, exc)
             except HubError as exc:
                 # A signed CDN URL that expired mid-file: resolve again and continue where we are.
-                if exc.status in (403, 410) and not self.client.is_hub(state.location):
+                if self._expired(exc, state.location):
                     attempts += 1
                     if attempts > self.config.retry.max_retries:
                         # Not the token's fault (none goes to that host): say what kept failing.
@@ -319,6 +316,11 @@ class Downloader:
     async def _throttle(self, n: int) -> None:
         if self.rate is not None:
             await acquire(self.rate, n)
+
+    def _expired(self, exc: HubError, url: str) -> bool:
+        """A refusal from the storage host a resolve sent us to: a signed URL that expired, which
+        a fresh resolve replaces (the Hub's own 403 is about the token, and final)."""
+        return exc.status in (403, 410) and not self.client.is_hub(url)
 
     async def _retry_wait(self, url: str, attempt: int, exc: BaseException) -> None:
         if isinstance(exc, HubError) and exc.status:

@@ -336,7 +336,10 @@ class HubClient:
                         if status == 303:
                             method, body = "GET", None
                         continue
-                    retry_after = parse_retry_after(hdrs.get("retry-after"))
+                    # Retry-After is read only from answers worth retrying, not from every 200.
+                    retry_after = (
+                        parse_retry_after(hdrs.get("retry-after")) if is_retryable_status(status) else None
+                    )
                     if (
                         is_retryable_status(status)
                         and attempt < self.config.retry.max_retries

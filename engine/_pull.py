@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,7 +293,7 @@ async def _materialize(
                     if not force and local.is_current(f.path, f.etag, f.size):
                         drop_partial(local.incomplete(f.path, f.etag))
                         return False
-                    if not force and target.is_file() and await _same_content(target, f):
+                    if not force and await anyio.to_thread.run_sync(_content_matches, target, f):
                         local.write_metadata(f.path, commit, f.etag)
                         return False
                     job = FileJob(f, url, local.incomplete(f.path, f.etag), ctx)
@@ -310,8 +311,7 @@ async def _materialize(
                 except FileNotFoundError:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(job.temp, target)
-                with contextlib.suppress(FileNotFoundError):
-                    job.progress_path.unlink()
+                drop_partial(job.temp)  # its progress record, the data having just been renamed
                 if local is not None:
                     local.write_metadata(f.path, commit, f.etag)
                 else:
@@ -325,30 +325,39 @@ async def _materialize(
 
 def _drop_stale_partials(present: list[RemoteFile], cache: RepoCache, local: LocalDir | None) -> None:
     """Partial downloads of files already complete here (another client finished them after this
-    one was killed) would stay forever: drop those no process is writing."""
+    one was killed) would stay forever: drop those no process is writing.
+
+    The partial files on disk are listed once: a pull with nothing to do pays one walk of the
+    folder that holds them (nearly always empty), not a stat per file of the repo.
+    """
+    where = local.meta_root / "download" if local is not None else cache.folder / "blobs"
+    partials = {
+        os.path.join(d, n) for d, _, names in os.walk(where) for n in names if n.endswith(".incomplete")
+    }
+    if not partials:
+        return
     for f in present:
         temp = local.incomplete(f.path, f.etag) if local is not None else cache.incomplete(f.etag)
-        if temp.exists():
+        if str(temp) in partials:
             with exclusive_lock(local.lock(f.path) if local is not None else cache.lock(f.etag)) as held:
                 if held:
                     drop_partial(temp)
 
 
-async def _same_content(path: Path, f: RemoteFile) -> bool:
-    """Hash a local file that has no metadata, to adopt it instead of downloading it again."""
+def _content_matches(path: Path, f: RemoteFile) -> bool:
+    """Whether the regular file at `path` holds `f` (its size, then its digest): a local file with
+    no usable metadata is adopted instead of downloaded again."""
     # The push's file hasher; imported here so that a pull does not load sqlite for nothing.
     from engine._hashing import hash_file
 
-    def digest() -> str:
-        if path.stat().st_size != f.size:
-            return ""
-        try:
-            d = hash_file(path, sha256=f.is_lfs, sha1=not f.is_lfs)
-        except ValueError:  # it changed while being read
-            return ""
-        return (d.sha256 if f.is_lfs else d.sha1) or ""
-
-    return await anyio.to_thread.run_sync(digest) == f.etag
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+            return False
+        d = hash_file(path, sha256=f.is_lfs, sha1=not f.is_lfs)
+    except (OSError, ValueError):  # ValueError: it changed while being read
+        return False
+    return (d.sha256 if f.is_lfs else d.sha1) == f.etag
 
 
 def _pull_offline(
@@ -407,16 +416,7 @@ def _verified_here(local: LocalDir, f: RemoteFile, commit: str) -> bool:
     a file of the right size, which then gets fresh metadata."""
     if local.is_current(f.path, f.etag, f.size):
         return True
-    from engine._hashing import hash_file  # the push's hasher; sqlite stays unloaded otherwise
-
-    target = local.target(f.path)
-    try:
-        if not target.is_file() or target.stat().st_size != f.size:
-            return False
-        d = hash_file(target, sha256=f.is_lfs, sha1=not f.is_lfs)
-    except (OSError, ValueError):
-        return False
-    if (d.sha256 if f.is_lfs else d.sha1) != f.etag:
+    if not _content_matches(local.target(f.path), f):
         return False
     local.write_metadata(f.path, commit, f.etag)
     return True
