@@ -544,9 +544,6 @@ class _Run:
                     part_limiter=self.part_limiter,
                     on_event=self.sink,
                 )
-            except BaseExceptionGroup as group:  # the parts of a multipart upload
-                failure = first_error(group)
-                raise _refused(f, failure) if isinstance(failure, HubError | OSError) else failure from None
             except (HubError, OSError) as exc:
                 raise _refused(f, exc) from exc
         self.uploaded += sent

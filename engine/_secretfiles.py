@@ -50,21 +50,28 @@ def _is_utf16(path: str, head: bytes) -> bool:
     )
 
 
+def _sniff(f: BinaryIO, path: str) -> tuple[bytes, str]:
+    """The first BINARY_SNIFF_BYTES of `f`, and what they make it: "binary", "utf16" or "text"."""
+    head = f.read(BINARY_SNIFF_BYTES)
+    if _is_utf16(path, head):
+        return head, "utf16"
+    return head, "binary" if _is_binary(path, head) else "text"
+
+
 def is_binary_file(file: Path, path: str) -> bool:
-    """Whether the content scan reads `file` no further than its first BINARY_SNIFF_BYTES."""
+    """Whether the content scan searches `file` as binary (token shapes, in chosen regions)."""
     with file.open("rb") as f:
-        head = f.read(BINARY_SNIFF_BYTES)
-    return not _is_utf16(path, head) and _is_binary(path, head)
+        return _sniff(f, path)[1] == "binary"
 
 
 def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
         if binary:
             return _scan_binary(f, path)
-        head = f.read(BINARY_SNIFF_BYTES)
-        utf16 = _is_utf16(path, head)
-        if not utf16 and _is_binary(path, head):
+        head, kind = _sniff(f, path)
+        if kind == "binary":
             return _scan_binary(f, path)
+        utf16 = kind == "utf16"
         first = head + f.read(SCAN_BLOCK_BYTES - len(head))
         blocks = itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
         return rules._scan_stream(path, _utf16_as_utf8(blocks) if utf16 else blocks)

@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 import anyio
 
 from engine._api import quote_rev
-from engine._errors import ProtocolError
+from engine._errors import ProtocolError, first_error
 from engine._events import BytesMoved, EventSink, FileFinished, FileStarted, discard
 from engine._hub import Ctx, FileSlice, HubClient, HubResponse
 from engine._models import RepoRef
@@ -297,9 +297,12 @@ async def _multipart(
         etags[number] = etag
         on_event(BytesMoved(rel, length))
 
-    async with anyio.create_task_group() as tg:
-        for number, url in enumerate(urls, start=1):
-            tg.start_soon(put_part, number, url)
+    try:
+        async with anyio.create_task_group() as tg:
+            for number, url in enumerate(urls, start=1):
+                tg.start_soon(put_part, number, url)
+    except BaseExceptionGroup as group:  # the caller wants the part's error, not a group of them
+        raise first_error(group) from None
     await client.send(
         "POST",
         obj.upload.href,
