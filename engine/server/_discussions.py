@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 from collections.abc import Mapping
 
 from aiohttp import web
 
+from engine._cache import atomic_write
 from engine._models import RepoRef
 from engine.server._context import Ctx
 from engine.server._http import HubHTTPError, json_response
@@ -67,11 +67,10 @@ def add_record(
     rec: dict[str, object] = {"num": num, "title": title, "description": description, "author": author,
                               "isPullRequest": pull_request, "status": status, "createdAt": time.time()}  # fmt: skip
     records[num] = rec
-    path = store.discussions_file(repo)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.new_tmp("discussions-")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(records.items())}, indent=1))
-    os.replace(tmp, path)
+    atomic_write(
+        store.discussions_file(repo),
+        json.dumps({str(k): v for k, v in sorted(records.items())}, indent=1).encode(),
+    )
     return rec
 
 

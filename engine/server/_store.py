@@ -528,11 +528,12 @@ def _ref_names(top: Path) -> list[str]:
 
 def _case_variants(folder: Path, name: str) -> list[Path]:
     """Sub-folders of `folder` whose name equals `name` ignoring case, in a stable order."""
+    want = name.lower()
     try:
-        subdirs = sorted(d for d in folder.iterdir() if d.is_dir())
+        with os.scandir(folder) as it:  # names first: a stat only for the few that match
+            return sorted(Path(e.path) for e in it if e.name.lower() == want and e.is_dir())
     except OSError:
         return []
-    return [d for d in subdirs if d.name.lower() == name.lower()]
 
 
 def iter_prefixed(paths: Iterable[str], folder: str) -> list[str]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
+
+from engine._cache import atomic_write
 
 T = TypeVar("T")
 _log = logging.getLogger("batuta.serve")
@@ -42,28 +43,30 @@ class WatchedJson(Generic[T]):
                 self._sig = sig
                 if sig is None:
                     self._value = self._parse({})
-                elif (why := self.problem()) is not None:
-                    _log.warning("%s; keeping what it said before", why)
+                elif (loaded := self._load())[1] is not None:
+                    _log.warning("%s; keeping what it said before", loaded[1])
                 else:
-                    self._value = self._parse(self.read_raw())
+                    self._value = self._parse(loaded[0])
             return self._value
 
-    def problem(self) -> str | None:
-        """Why the file cannot be used (not JSON, not an object), or None (also when absent)."""
+    def _load(self) -> tuple[dict[str, object], str | None]:
+        """The file's object (`{}` when absent), and why it cannot be used when it cannot."""
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return None
+            return {}, None
         except (OSError, ValueError) as exc:
-            return f"{self.path.name} is not valid JSON: {exc}"
-        return None if isinstance(data, dict) else f"{self.path.name} must hold a JSON object"
+            return {}, f"{self.path.name} is not valid JSON: {exc}"
+        if not isinstance(data, dict):
+            return {}, f"{self.path.name} must hold a JSON object"
+        return data, None
+
+    def problem(self) -> str | None:
+        """Why the file cannot be used (not JSON, not an object), or None (also when absent)."""
+        return self._load()[1]
 
     def read_raw(self) -> dict[str, object]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return dict(data) if isinstance(data, dict) else {}
+        return self._load()[0]
 
     def update(self, change: Callable[[dict[str, object]], None]) -> None:
         """Apply `change` to the file's object and replace the file atomically.
@@ -71,14 +74,11 @@ class WatchedJson(Generic[T]):
         A malformed file raises ValueError: rewriting it would throw away what the operator wrote.
         """
         with self._lock:
-            if (why := self.problem()) is not None:
+            data, why = self._load()
+            if why is not None:
                 raise ValueError(why)
-            data = self.read_raw()
             change(data)
-            tmp = self.path.with_name(f".{self.path.name}.{threading.get_ident()}.tmp")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
             self._sig = None
         with contextlib.suppress(OSError):
             self.get()
