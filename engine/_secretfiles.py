@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine import _secrets as rules
-from engine._secrets import BINARY_SNIFF_BYTES, SCAN_BLOCK_BYTES, Finding, mask, scan_name
+from engine._secrets import BINARY_SNIFF_BYTES, SCAN_BLOCK_BYTES, Finding, scan_name
 
 # Weights and archives nearly always hold a NUL in their first bytes, but not every format must
 # (an ONNX graph is protobuf); under these names, bytes that are not UTF-8 mean binary as well.
@@ -182,28 +182,17 @@ def _secrets_in_names(paths: Sequence[str]) -> dict[str, Finding]:
     """Tokens used as file or folder names, which the repo's file list would show to anyone.
 
     All names are searched as one text (the anchors find nothing in most folders, fast); a name
-    with a hit is reported with its secrets masked, as the finding's path is printed.
+    with a hit is reported with its secrets masked in place, as the finding's path is printed.
     """
     text = "\n".join(paths)
     starts = list(itertools.accumulate((len(p) + 1 for p in paths), initial=0))
-    out: dict[str, Finding] = {}
+    by_path: dict[int, list[rules._Hit]] = {}
     for hit in rules._hits(text, None):
-        path = paths[bisect.bisect_right(starts, hit.start) - 1]
-        if path not in out:
-            out[path] = Finding(_masked(path), None, f"{hit.kind} in the file name", hit.excerpt)
+        by_path.setdefault(bisect.bisect_right(starts, hit.start) - 1, []).append(hit)
+    out: dict[str, Finding] = {}
+    for i, hits in by_path.items():
+        shown, at = paths[i], starts[i]
+        for hit in sorted(hits, key=lambda h: h.secret_start, reverse=True):  # disjoint spans
+            shown = shown[: hit.secret_start - at] + hit.excerpt + shown[hit.end - at :]
+        out[paths[i]] = Finding(shown, None, f"{hits[0].kind} in the file name", hits[0].excerpt)
     return out
-
-
-def _masked(text: str) -> str:
-    spans: list[tuple[int, int, str]] = []
-    for rule in rules._RULES:
-        for m in rule.pattern.finditer(text):
-            secret = m.group(rule.group)
-            start, end = m.span(rule.group)
-            if (rule.check is None or rule.check(secret)) and all(
-                e <= start or s >= end for s, e, _ in spans
-            ):
-                spans.append((start, end, mask(secret, rule.show)))
-    for start, end, shown in sorted(spans, reverse=True):
-        text = text[:start] + shown + text[end:]
-    return text

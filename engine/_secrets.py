@@ -341,6 +341,8 @@ class _Hit(NamedTuple):
     start: int  # offset of the match in the text scanned
     kind: str
     excerpt: str
+    end: int = -1  # where the secret itself ends (token rules), for masking it in place
+    secret_start: int = -1
 
 
 def _assignment_hits(text: str, style: str, taken: set[int]) -> list[_Hit]:
@@ -372,7 +374,8 @@ def _hits(text: str, style: str | None) -> list[_Hit]:
             if i and spans[i - 1][1] > start:
                 continue
             spans.insert(i, (start, end))
-            hits.append(_Hit(m.start(), rule.kind, secret if rule.reveal else mask(secret, rule.show)))
+            excerpt = secret if rule.reveal else mask(secret, rule.show)
+            hits.append(_Hit(m.start(), rule.kind, excerpt, end, start))
     hits.sort(key=lambda hit: hit.start)
     if style is not None:
         # A line with a token on it is reported for the token, not also for its assignment.
