@@ -20,10 +20,9 @@ from engine._cache import atomic_write
 from engine._models import RepoRef
 from engine.server._context import Ctx
 from engine.server._http import HubHTTPError, json_response
-from engine.server._read import revision_snapshot
 from engine.server._rules import iso_date, mongo_id
 from engine.server._store import MAIN, Store
-from engine.server._write import copy_tree, json_body, writable_repo
+from engine.server._write import fork_ref, json_body, writable_repo
 
 PR_PREFIX = "refs/pr/"
 PAGE_SIZE = 50  # the Hub's page size for discussion listings
@@ -153,9 +152,7 @@ async def create(ctx: Ctx, repo: RepoRef) -> web.Response:
     async with ctx.svc.commit_lock(repo):
         num = next_number(store, repo)
         if pull_request:
-            base = await revision_snapshot(ctx, repo, MAIN)
-            copy_tree(base, store.branch_dir(repo, f"{PR_PREFIX}{num}"), store.new_tmp("pr-"))
-            store.invalidate(repo)
+            await fork_ref(ctx, repo, MAIN, f"{PR_PREFIX}{num}")
         rec = add_record(store, repo, num, title=title.strip(), author=ctx.token.user,
                          description=description if isinstance(description, str) else "",
                          pull_request=pull_request, status="draft" if pull_request else "open")  # fmt: skip

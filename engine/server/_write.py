@@ -362,13 +362,12 @@ async def branch(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
             raise HubHTTPError(404, f"Invalid rev id: {name}", code="RevisionNotFound")
         return _delete_ref(store, repo, name)
     _check_ref_name("branch", name)
-    if name in store.branches(repo):
-        raise HubHTTPError(409, f"Reference already exists: refs/heads/{name}")
     body = await json_body(ctx) if ctx.request.can_read_body else {}
     start = body.get("startingPoint")
-    base = await revision_snapshot(ctx, repo, start if isinstance(start, str) and start else MAIN)
-    copy_tree(base, store.branch_dir(repo, name), store.new_tmp("branch-"))
-    store.invalidate(repo)
+    async with ctx.svc.commit_lock(repo):
+        if name in store.branches(repo):
+            raise HubHTTPError(409, f"Reference already exists: refs/heads/{name}")
+        await fork_ref(ctx, repo, start if isinstance(start, str) and start else MAIN, name)
     return json_response({})
 
 
@@ -389,10 +388,19 @@ async def tag(ctx: Ctx, repo: RepoRef, name: str) -> web.Response:
     async with ctx.svc.commit_lock(repo):
         if new in store.tags(repo):
             raise HubHTTPError(409, f"Reference already exists: {TAG_PREFIX}{new}")
-        base = await revision_snapshot(ctx, repo, name)
-        copy_tree(base, store.branch_dir(repo, TAG_PREFIX + new), store.new_tmp("tag-"))
-        store.invalidate(repo)
+        await fork_ref(ctx, repo, name, TAG_PREFIX + new)
     return json_response({})
+
+
+async def fork_ref(ctx: Ctx, repo: RepoRef, rev: str, ref: str) -> None:
+    """Make `ref` (a branch, `refs/tags/<t>` or `refs/pr/N`) a copy of revision `rev`.
+
+    The caller holds the repo's commit lock, so a commit cannot swap files while they are linked.
+    """
+    store = ctx.svc.store
+    base = await revision_snapshot(ctx, repo, rev)
+    copy_tree(base, store.branch_dir(repo, ref), store.new_tmp("ref-"))
+    store.invalidate(repo)
 
 
 def copy_tree(snap: Snapshot, dest: Path, staging: Path) -> None:
