@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from engine import Event, EventSink, SecretsFoundError
-    from engine._push import PushResult
+    from engine._pushtypes import PushResult
 
 # rich loads only when a table or a live bar is drawn: a re-push that finds nothing to do
 # should not pay for it at start-up.

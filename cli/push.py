@@ -12,7 +12,7 @@ from cli.hf import AssetArg, JsonOpt, hf
 
 if TYPE_CHECKING:
     from engine import Engine, RepoRef, SecretsFoundError
-    from engine._push import PushOptions, PushResult
+    from engine._pushtypes import PushOptions, PushResult
 
 
 @hf.command()
@@ -57,7 +57,7 @@ def push(
     from cli.errors import ExitCode
     from cli.runner import fail, guard, load, run_engine, verbose
     from engine import RepoRef, SecretsFoundError
-    from engine._push import PushOptions
+    from engine._pushtypes import PushOptions
 
     ref = guard(lambda: RepoRef.parse(asset, repo))
     # The CLI's entry points are guarded against re-import, so the scan may spawn workers.

@@ -14,7 +14,7 @@ from engine._models import RepoRef
 
 if TYPE_CHECKING:
     from engine._pull import PullOptions, PullResult
-    from engine._push import PushOptions, PushResult
+    from engine._pushtypes import PushOptions, PushResult
 
 SORT_KEYS = {"downloads": "downloads", "likes": "likes", "updated": "lastModified"}
 

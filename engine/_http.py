@@ -22,7 +22,7 @@ import re
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -36,14 +36,13 @@ from engine._conn import (
     HttpError,
 )
 from engine._proxy import DEFAULT_PORTS, Proxy, authority, proxy_for, public_url
+from engine._response import Response
 
 # A host with a broken IPv6 route must not eat the whole connect timeout before IPv4 is tried
 # (RFC 8305; aiohttp and curl do the same).
 HAPPY_EYEBALLS_S = 0.25
 IDLE_EXPIRY_S = 10.0  # servers close idle connections after 5-75 s; do not reuse old ones
 _SAFE_URL_CHARS = "/%:@!$&'()*+,;=-._~?"
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_DIGITS = re.compile(r"[0-9]{1,19}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 Params = Mapping[str, str] | list[tuple[str, str]] | None
@@ -105,170 +104,6 @@ def request_target(url: str, params: Params = None) -> tuple[str, str, int, str]
         target += "?" + query
     port = p.port or DEFAULT_PORTS[p.scheme]
     return p.scheme, p.hostname, port, target
-
-
-class Response:
-    """Status and headers of a response whose body is read from the connection on demand."""
-
-    def __init__(
-        self, pool: Pool, conn: Conn, status: int, headers: dict[str, str], *, head: bool, reusable: bool
-    ) -> None:
-        self._pool = pool
-        self._conn: Conn | None = conn
-        self.status, self.headers = status, headers
-        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        self._reusable = reusable and "close" not in tokens and status != 101
-        codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",") if c.strip()]
-        self._chunked = bool(codings) and codings[-1] == "chunked"
-        self._remaining: int | None = None  # None: until the connection closes
-        if head or status in (204, 304) or 100 <= status < 200:
-            self._remaining = 0
-        elif codings:
-            # RFC 9112 6.3: Transfer-Encoding overrides Content-Length, and such a message must
-            # not be followed by another on the same connection. Not chunked last: until close.
-            self._reusable = self._reusable and "content-length" not in headers and self._chunked
-        else:
-            length = headers.get("content-length")
-            if length is not None:
-                values = {v.strip() for v in length.split(",")}
-                if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
-                    raise BadResponse(f"bad Content-Length: {length[:40]!r}")
-                self._remaining = int(next(iter(values)))
-            else:
-                self._reusable = False
-        self._chunk_left = 0
-        self._in_chunks = False  # past the first chunk: a CRLF ends each chunk's data
-        self._done = self._remaining == 0
-
-    async def views(self, min_bytes: int = 1) -> AsyncIterator[memoryview]:
-        """The body as views into the connection buffer, each valid until the next one is asked for.
-
-        Waits for `min_bytes` (or the rest of the body) before yielding, so a fast stream costs
-        one iteration per buffer-full, not one per TCP segment.
-        """
-        conn = self._live()
-        while not self._done:
-            if self._chunked:
-                if self._chunk_left == 0:
-                    await self._next_chunk()
-                    if self._done:
-                        return
-                budget = self._chunk_left
-            else:
-                budget = self._remaining if self._remaining is not None else len(conn.buf)
-            want = min(budget, min_bytes)
-            if not await conn.fill(want) and conn.available == 0:
-                if self._remaining is None and not self._chunked and conn.error is None:
-                    self._done = True
-                    return
-                raise conn.broken("connection closed before the body was complete")
-            n = min(conn.available, budget)
-            view = conn.view[conn.start : conn.start + n]
-            try:
-                yield view
-            finally:
-                view.release()
-            conn.consume(n)
-            if self._chunked:
-                self._chunk_left -= n
-            elif self._remaining is not None:
-                self._remaining -= n
-                self._done = self._remaining == 0
-
-    def _live(self) -> Conn:
-        if self._conn is None:
-            raise ConnectionBroken("the response was already released")
-        return self._conn
-
-    async def pour(
-        self, sink: Callable[[memoryview], None], pace: Callable[[int], float] | None = None
-    ) -> None:
-        """Hand the body to `sink` block by block, each view valid only during the call.
-
-        For a Content-Length body the blocks are given from inside the receive callback, and the
-        next block is received into the same buffer: no task switch and no flow-control pause per
-        block. `pace(n)` (optional) returns how long to stop reading after `n` bytes. Errors from
-        `sink` are raised here. Other framings go through `views()`.
-        """
-        conn = self._live()
-        if self._chunked or self._remaining is None:
-            async for view in self.views(BUFFER_BYTES // 2):
-                sink(view)
-                if pace is not None and (delay := pace(len(view))) > 0:
-                    await asyncio.sleep(delay)
-            return
-        assert self._remaining is not None
-        # What is already buffered goes first; sink mode starts only once the buffer is empty,
-        # with no await in between, so no byte can land in the buffer behind the sink's back.
-        while conn.available and self._remaining:
-            n = min(conn.available, self._remaining)
-            block = conn.view[conn.start : conn.start + n]
-            try:
-                sink(block)
-            finally:
-                block.release()
-            conn.consume(n)
-            self._remaining -= n
-            if pace is not None and (delay := pace(n)) > 0:
-                await asyncio.sleep(delay)
-        if self._remaining and not conn.eof:
-            self._remaining = await conn.run_sink(sink, self._remaining, pace)
-        if self._remaining:
-            raise conn.broken("connection closed before the body was complete")
-        self._done = True
-
-    async def _next_chunk(self) -> None:
-        conn = self._live()
-        if self._in_chunks:
-            if await conn.read_line() != b"":
-                raise BadResponse("malformed chunked body")
-        line = await conn.read_line()
-        digits = line.split(b";")[0].strip()
-        # Hex digits only: int() would also take "-6", "0x5" or "1_0", and a negative size
-        # would walk the buffer backwards.
-        if not _HEX.fullmatch(digits):
-            raise BadResponse(f"malformed chunk size: {digits[:20]!r}")
-        size = int(digits, 16)
-        self._in_chunks = True
-        if size == 0:
-            trailer_bytes = 0
-            while trailer := await conn.read_line():  # trailers, up to the empty line
-                trailer_bytes += len(trailer)
-                if trailer_bytes > MAX_HEAD_BYTES:
-                    raise BadResponse("chunked trailers too large")
-            self._done = True
-        self._chunk_left = size
-
-    async def chunks(self, size: int | None = None) -> AsyncIterator[bytes]:
-        """The body as bytes objects (copies), of at most `size` bytes when given."""
-        async for view in self.views(size or 1):
-            if size is None or len(view) <= size:
-                yield bytes(view)
-            else:
-                for i in range(0, len(view), size):
-                    yield bytes(view[i : i + size])
-
-    async def read(self) -> bytes:
-        parts = [bytes(v) async for v in self.views(BUFFER_BYTES)]
-        return b"".join(parts)
-
-    def release(self) -> None:
-        """Give the connection back when the body was read to the end, else close it."""
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        if self._done and self._reusable:  # put_back checks that nothing is left unread
-            self._pool.put_back(conn)
-        else:
-            self._pool.discard(conn)
-
-    def close(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        self._conn = None
-        self._pool.discard(conn)
 
 
 Body = bytes | AsyncIterator[bytes] | None

@@ -27,13 +27,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
-import xxhash
 
 from engine import _pushplan as pushplan
 from engine._api import validate_revision
@@ -42,12 +40,10 @@ from engine._errors import (
     HubError,
     IntegrityError,
     NotFoundError,
-    SecretsFoundError,
     first_error,
 )
 from engine._events import BytesMoved, FileFinished, Notice, PlanReady
 from engine._hashing import (
-    Action,
     Digest,
     FileKey,
     HashCache,
@@ -58,6 +54,7 @@ from engine._hashing import (
     digest_bytes,
 )
 from engine._models import RemoteFile, RepoRef
+from engine._pushgate import check_secrets
 from engine._pushplan import (
     commit_message,
     digests_needed,
@@ -65,6 +62,7 @@ from engine._pushplan import (
     plan_commits,
     same_content,
 )
+from engine._pushtypes import PushedFile, PushOptions, PushResult
 from engine._select import match_globs
 from engine._upload import (
     PREUPLOAD_BATCH,
@@ -101,101 +99,6 @@ PARTS_IN_FLIGHT = 8
 PREUPLOAD_FLUSH_BYTES = 1024 * 1024 * 1024
 PREUPLOAD_WAIT_S = 2.0
 PREUPLOAD_POLL_S = 0.02
-
-
-class PushOptions(NamedTuple):
-    revision: str = "main"
-    message: str | None = None
-    description: str = ""
-    private: bool = False
-    create_pr: bool = False
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    delete: bool = False
-    dry_run: bool = False
-    card: bool = True
-    license: str | None = None
-
-
-class PushedFile(NamedTuple):
-    """One path of the push and what happened (or, in a dry run, would happen) to it."""
-
-    path: str
-    size: int
-    lfs: bool
-    action: Action
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    repo: RepoRef
-    revision: str
-    dry_run: bool
-    files: tuple[PushedFile, ...]
-    commits: tuple[CommitResult, ...] = ()
-    pr_url: str | None = None
-    pr_revision: str | None = None  # `refs/pr/N` of the pull request the push opened
-    head: str | None = None  # the revision's (or the pull request's) commit after the push
-    created_repo: bool = False
-    card_generated: bool = False
-    card_kept: bool = False  # no local README.md: the one in the remote revision stays as it is
-    bytes_uploaded: int = 0  # LFS bytes actually sent (not those the server already had)
-    bytes_inline: int = 0  # regular-file bytes carried inside commits
-    bytes_hashed: int = 0
-    lfs_reused: int = 0  # LFS objects the server already stored
-    notices: tuple[str, ...] = field(default=())
-
-    def by_action(self, action: Action) -> list[PushedFile]:
-        return [f for f in self.files if f.action == action]
-
-    @property
-    def up_to_date(self) -> bool:
-        return not any(f.action in ("add", "update", "delete") for f in self.files)
-
-    @property
-    def pr_number(self) -> int | None:
-        return int(self.pr_revision.rsplit("/", 1)[1]) if self.pr_revision else None
-
-
-_SCANNER_SOURCES = ("_secrets.py", "_secretfiles.py")  # the rules, and what of each file is read
-
-
-def scanner_id() -> str:
-    """A fingerprint of the secret scanner's rules: a cached "clean" verdict holds only for them."""
-    # Read next to this module rather than imported: compiling the rules' regexes costs ~14 ms,
-    # wasted on a re-push whose files all have cached verdicts.
-    here = Path(__file__)
-    return xxhash.xxh3_64_hexdigest(b"".join(here.with_name(n).read_bytes() for n in _SCANNER_SOURCES))
-
-
-def check_secrets(
-    folder: Path, files: Sequence[LocalFile], cache: HashCache | None = None, workers: int = 1
-) -> None:
-    """Raise SecretsFoundError listing `path:line` with masked excerpts when the scan finds any.
-
-    Files that the same scanner found clean before, unchanged since, are not read again. Large
-    text files are scanned on up to `workers` processes.
-    """
-    scanner = scanner_id()
-    keyed = [(f.rel, f.key) for f in files if f.path is not None and f.key is not None]
-    known = cache.clean_scans([key for _, key in keyed], scanner) if cache else set()
-    todo = [(rel, key) for rel, key in keyed if key not in known]
-    if not todo:
-        return  # and the rules, ~4 ms of regex compilation, are not even loaded
-    from engine._scanpool import scan_paths
-
-    findings = scan_paths(folder, [rel for rel, _ in todo], [key.size for _, key in todo], workers)
-    if not findings:
-        if cache is not None:
-            cache.mark_clean((key for _, key in todo), scanner)
-        return
-    lines = [f.describe() for f in findings]
-    shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
-    noun = "secret" if len(lines) == 1 else "secrets"
-    raise SecretsFoundError(
-        f"refusing to push: {len(lines)} possible {noun} found: {shown} (remove them or leave them out with --exclude)",
-        findings=lines,
-    )
 
 
 async def _remote_state(

@@ -30,11 +30,11 @@ from engine import (
     RetryScheduled,
     SecretsFoundError,
     UsageError,
+    _pushgate,
     load_config,
 )
-from engine import _push as push_mod
 from engine import _pushplan as pushplan
-from engine._push import PushOptions, PushResult
+from engine._pushtypes import PushOptions, PushResult
 from engine.testing.hub import LocalHub
 
 KiB, MiB = 1024, 1024 * 1024
@@ -451,7 +451,7 @@ async def test_scan_verdicts_are_cached_but_an_edited_file_is_scanned_again(
     hub: LocalHub, tmp_path: Path
 ) -> None:
     from engine._hashing import FileKey, HashCache
-    from engine._push import scanner_id
+    from engine._pushgate import scanner_id
 
     folder = model_folder(tmp_path)
     await do_push(cfg(hub), folder)
@@ -535,4 +535,4 @@ def test_scanner_id_is_the_fingerprint_of_the_scanner_source() -> None:
     from engine import _secretfiles, _secrets
 
     sources = Path(_secrets.__file__).read_bytes() + Path(_secretfiles.__file__).read_bytes()
-    assert push_mod.scanner_id() == xxhash.xxh3_64_hexdigest(sources)
+    assert _pushgate.scanner_id() == xxhash.xxh3_64_hexdigest(sources)

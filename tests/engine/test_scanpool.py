@@ -95,7 +95,7 @@ def test_the_cli_opts_in_and_the_engine_api_does_not(
     import anyio
 
     from engine import Engine, RepoRef, SecretsFoundError, load_config
-    from engine._push import PushOptions
+    from engine._pushtypes import PushOptions
 
     monkeypatch.setattr(_scanpool, "BIG_FILE_BYTES", 1024)
     monkeypatch.setattr(_scanpool, "PARALLEL_TEXT_BYTES", 1024)
