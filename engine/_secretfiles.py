@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import functools
+import io
 import itertools
 import os
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine import _secrets as rules
+from engine._secretarchives import is_archive, scan_archive
 from engine._secrets import BINARY_SNIFF_BYTES, SCAN_BLOCK_BYTES, Finding, scan_name
 
 # Weights and archives nearly always hold a NUL in their first bytes, but not every format must
@@ -66,15 +68,26 @@ def is_binary_file(file: Path, path: str) -> bool:
 
 def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
-        if binary:
+        if is_archive(path) and (found := scan_archive(f, path, scan_stream)) is not None:
+            return found
+        f.seek(0)
+        return _scan_binary(f, path) if binary else scan_stream(f, path)
+
+
+def scan_stream(f: BinaryIO, path: str) -> list[Finding]:
+    """Content findings in `f` from where it is, sniffed and read as a file named `path`.
+
+    Text is read in SCAN_BLOCK_BYTES blocks; a binary `f` that cannot seek (a decompressing
+    stream) is searched in its first BINARY_FULL_SCAN_BYTES.
+    """
+    head, kind = _sniff(f, path)
+    if kind == "binary":
+        if f.seekable():
             return _scan_binary(f, path)
-        head, kind = _sniff(f, path)
-        if kind == "binary":
-            return _scan_binary(f, path)
-        utf16 = kind == "utf16"
-        first = head + f.read(SCAN_BLOCK_BYTES - len(head))
-        blocks = itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
-        return rules._scan_stream(path, _utf16_as_utf8(blocks) if utf16 else blocks)
+        return _scan_binary(io.BytesIO(head + f.read(BINARY_FULL_SCAN_BYTES - len(head))), path)
+    first = head + f.read(SCAN_BLOCK_BYTES - len(head))
+    blocks = itertools.chain([first], iter(functools.partial(f.read, SCAN_BLOCK_BYTES), b""))
+    return rules._scan_stream(path, _utf16_as_utf8(blocks) if kind == "utf16" else blocks)
 
 
 # Binary files hold secrets too: `training_args.bin` (a pickle the Trainer saves) keeps
@@ -83,9 +96,10 @@ def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
 # Weights are not read whole, which would cost a regex pass per rule over gigabytes: a pickle or
 # unknown binary up to BINARY_FULL_SCAN_BYTES is; a larger one is read where formats keep their
 # metadata, its first BINARY_HEAD_BYTES (all of a safetensors header) and last BINARY_TAIL_BYTES.
-# Media and compressed files are searched in their first BINARY_SNIFF_BYTES only (the bytes read
-# to tell them binary): their payload holds no readable text, an image dataset is thousands of
-# them, and a full read costs ~6 ms per MiB, several times the push's hashing.
+# Media files are searched in their first BINARY_SNIFF_BYTES only (the bytes read to tell them
+# binary): their payload holds no readable text, an image dataset is thousands of them, and a
+# full read costs ~6 ms per MiB, several times the push's hashing. So are compressed files that
+# engine/_secretarchives.py cannot open (zstd, 7z, rar, or a broken zip/tar/gzip/bzip2/xz).
 BINARY_FULL_SCAN_BYTES = 16 << 20
 BINARY_HEAD_BYTES = 1 << 20
 BINARY_TAIL_BYTES = 64 << 10
@@ -107,7 +121,7 @@ _DATA_SUFFIXES = (
 
 
 def _binary_regions(f: BinaryIO, path: str) -> list[tuple[int, int]]:
-    size = os.fstat(f.fileno()).st_size
+    size = f.seek(0, os.SEEK_END)
     name = path.lower()
     if name.endswith(_SKIMMED_SUFFIXES):
         return [(0, min(size, BINARY_SNIFF_BYTES))]

@@ -16,6 +16,7 @@ import pytest
 
 from cli.errors import ExitCode
 from engine.testing.hub import LocalHub
+from tests.archives import tar_bytes
 
 Run = Callable[..., object]
 WRITER = "hf_cli_writer_token_large_000000000"
@@ -99,3 +100,26 @@ def test_a_token_inside_a_pickle_stops_the_push(run_cli: Run, hub: LocalHub, fol
     assert code(r) == ExitCode.SECRETS_FOUND, r
     assert "training_args.bin: Hugging Face token in binary data at byte" in out(r) and TOKEN not in out(r)
     assert hub.stats().total == 0
+
+
+@pytest.mark.parametrize("name,mode", [("ckpt.tar.gz", "w:gz"), ("ckpt.tar", "w"), ("ckpt.tar.xz", "w:xz")])
+def test_a_token_inside_a_compressed_checkpoint_archive_stops_the_push(
+    run_cli: Run, hub: LocalHub, folder: Path, name: str, mode: str
+) -> None:
+    # A checkpoint folder tarred as it is: weights first, then the Trainer's pickle with hub_token.
+    members = {
+        "checkpoint-500/model.safetensors": (folder / "model.safetensors").read_bytes(),
+        "checkpoint-500/training_args.bin": pickle.dumps({"hub_token": TOKEN, "seed": 42}),
+    }
+    (folder / name).write_bytes(tar_bytes(members, mode))
+    r = push(run_cli, hub, folder)
+    assert code(r) == ExitCode.SECRETS_FOUND, r
+    assert f"{name}!/checkpoint-500/training_args.bin: Hugging Face token in binary data" in out(r)
+    assert TOKEN not in out(r) and hub.stats().total == 0
+
+
+def test_a_clean_archive_is_pushed(run_cli: Run, hub: LocalHub, folder: Path) -> None:
+    (folder / "samples.tar.gz").write_bytes(tar_bytes({"a.txt": b"hello\n", "b.json": b"{}"}, "w:gz"))
+    r = push(run_cli, hub, folder)
+    assert code(r) == 0, r
+    assert (hub.repo_dir("acme/big") / "samples.tar.gz").stat().st_size > 0

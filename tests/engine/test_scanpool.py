@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from engine import _scanpool
 from engine._scanpool import scan_paths
 from engine._secretfiles import scan_folder
+from tests.archives import tar_bytes
 
 TOKEN = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f"
 FILLER = b"lorem ipsum dolor sit amet, consectetur adipiscing elit\n"
@@ -39,6 +41,9 @@ def folder(root: Path) -> dict[str, bytes]:
         ".env": b"A=1\n",
         "small.txt": f"{TOKEN}\n".encode(),
         f"backup/{TOKEN}.txt": f"{TOKEN}\n".encode(),  # reported under its masked name
+        "ckpt.tar.gz": tar_bytes(
+            {"noise.dat": random.Random(3).randbytes(4096), "run.py": f"t = '{TOKEN}'\n".encode()}, "w:gz"
+        ),
     }
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -57,11 +62,12 @@ def test_the_pool_finds_what_the_serial_scan_finds_in_the_same_order(
     assert [(f.path, f.line) for f in serial] == [
         ("a.txt", 301), ("c.log", 1), ("c.log", 402), ("model.safetensors", None), (".env", None),
         ("small.txt", 1), (f"backup/{TOKEN[:5]}…(37 chars).txt", None), (f"backup/{TOKEN[:5]}…(37 chars).txt", 1),
+        ("ckpt.tar.gz!/run.py", 1),
     ]  # fmt: skip
     parallel = scan_paths(tmp_path, rels, [len(files[r]) for r in rels], workers=2)
     assert parallel == serial
-    # Large text files went to the workers; the binary one and the small ones stayed here.
-    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log"]
+    # Large text files and archives went to the workers; the weights and small files stayed here.
+    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log", "ckpt.tar.gz"]
 
 
 def test_little_text_or_one_worker_starts_no_pool(tmp_path: Path, submitted: list[str]) -> None:
@@ -116,5 +122,5 @@ def test_the_cli_opts_in_and_the_engine_api_does_not(
     r = run_cli(
         "--endpoint", endpoint, "--token", token, "hf", "push", "model", str(root), "--repo", "acme/x"
     )
-    assert r.exit_code == 12 and "a.txt:301" in r.stderr
-    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log"]
+    assert r.exit_code == 12 and "a.txt:301" in r.stderr and "ckpt.tar.gz!/run.py:1" in r.stderr
+    assert sorted(submitted) == ["a.txt", "b.jsonl", "c.log", "ckpt.tar.gz"]

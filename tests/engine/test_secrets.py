@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
 import random
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from engine._secrets import (
     scan_name,
     scan_text,
 )
+from tests.archives import tar_bytes, zip_bytes
 
 # Fake credentials are assembled at run time so that this file itself never holds one verbatim.
 _RNG = random.Random(1234)
@@ -654,3 +658,71 @@ def test_a_header_length_that_is_not_a_safetensors_header_is_not_trusted(
         f.write(b"\x00")
     assert scan_folder(tmp_path, ["w.safetensors"]) == []
     assert sum(windows) <= 2 * (files_mod.BINARY_TAIL_BYTES + secrets_mod._OVERLAP_CHARS)
+
+
+PROJECT = {
+    "proj/README.md": b"# a project\n",
+    "proj/.env": b"DEBUG=1\n",
+    "proj/train.py": f"import os\n\nTOKEN = '{HF_TOKEN}'\n".encode(),
+    "proj/training_args.bin": b"\x80\x04\x95" + HF_TOKEN.encode() + b"\x00\x00",
+    "proj/photo.jpg": b"\xff\xd8\xff\xe0\x00" + HF_TOKEN.encode(),  # media: by name only
+}
+EXPECTED = [
+    ("proj/.env", None, "env file"),
+    ("proj/train.py", 3, "Hugging Face token"),
+    ("proj/training_args.bin", None, "Hugging Face token in binary data at byte 3"),
+]
+
+
+@pytest.mark.parametrize(
+    "name,pack",
+    [
+        ("p.tar", lambda m: tar_bytes(m)),
+        ("p.tar.gz", lambda m: tar_bytes(m, "w:gz")),
+        ("p.tgz", lambda m: tar_bytes(m, "w:gz")),
+        ("p.tar.bz2", lambda m: tar_bytes(m, "w:bz2")),
+        ("p.tar.xz", lambda m: tar_bytes(m, "w:xz")),
+        ("p.zip", zip_bytes),
+        ("P.ZIP", zip_bytes),
+    ],
+)
+def test_archives_are_opened_and_their_members_scanned(
+    tmp_path: Path, name: str, pack: Callable[[dict[str, bytes]], bytes]
+) -> None:
+    found = scan_folder(tmp_path, write(tmp_path, {name: pack(PROJECT)}))
+    assert [(f.path, f.line, f.kind) for f in found] == [(f"{name}!/{p}", n, k) for p, n, k in EXPECTED]
+    assert all(HF_TOKEN not in f.describe() for f in found)
+
+
+def test_a_compressed_single_file_is_scanned_under_its_inner_name(tmp_path: Path) -> None:
+    text = b"x=1\n" * 5000 + f"API_KEY={AWS_SECRET}\n".encode()
+    rels = write(
+        tmp_path,
+        {
+            "secrets.env.gz": gzip.compress(text),  # KEY=value rules: an env file inside
+            "notes.txt.gz": gzip.compress(text),  # not an env file: assignments are not read
+            "dump.jsonl.xz": lzma.compress(b'{"a": 1}\n' + f'{{"t": "{GH_TOKEN}"}}\n'.encode()),
+            "pretend.gz": b"not gzip at all, " + HF_TOKEN.encode(),  # does not open: skimmed
+        },
+    )
+    found = [(f.path, f.line, f.kind) for f in scan_folder(tmp_path, rels)]
+    assert ("secrets.env.gz!/secrets.env", 5001, "secret assignment") in found
+    assert ("dump.jsonl.xz!/dump.jsonl", 2, "GitHub token") in found
+    assert [p for p, _, _ in found if p.startswith("notes")] == []
+    assert [p for p, _, _ in found if p.startswith("pretend")] == ["pretend.gz"]
+
+
+def test_archive_reads_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import _secretarchives as archives
+
+    monkeypatch.setattr(archives, "ARCHIVE_CONTENT_BYTES", 64 << 10)
+    monkeypatch.setattr(archives, "ARCHIVE_STREAM_BYTES", 256 << 10)
+    filler = random.Random(7).randbytes(300 << 10)
+    secret = f"t='{HF_TOKEN}'\n".encode()
+    members = {"a/first.py": secret, "a/filler.dat": filler, "a/late.py": secret, "a/.env": b"X=1\n"}
+    rels = write(tmp_path, {"plain.tar": tar_bytes(members), "packed.tar.gz": tar_bytes(members, "w:gz")})
+    found = [f.path for f in scan_folder(tmp_path, rels)]
+    # The plain tar: every name, content while the budget lasts (the filler is over it).
+    assert found[:3] == ["plain.tar!/a/first.py", "plain.tar!/a/late.py", "plain.tar!/a/.env"]
+    # The compressed tar: nothing past the first 256 KiB of stream, which ends in the filler.
+    assert found[3:] == ["packed.tar.gz!/a/first.py"]
