@@ -79,6 +79,7 @@ from engine._upload import (
     read_sample,
     upload_object,
 )
+from engine._wildmatch import gitignored
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -88,6 +89,8 @@ if TYPE_CHECKING:
 
 _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
+GITIGNORE = ".gitignore"
+GITIGNORE_MAX_BYTES = 1 << 20  # patterns, not data: a larger one is read in part
 PARTS_IN_FLIGHT = 8
 # A preupload batch waits for PREUPLOAD_BATCH changed files (one call per 256, as the official
 # client makes: the calls count against the Hub's API quota), except that it leaves early once
@@ -199,6 +202,7 @@ class _Run:
         self.created = self.card = self.card_kept = False
         self.uploaded = self.inline = self.reused = 0
         self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
+        self.gitignore = _gitignore_text(files)
 
     async def go(self, folder: Path) -> PushResult:
         opts, ref = self.opts, self.ref
@@ -302,6 +306,8 @@ class _Run:
         await self._read_samples(changed)
         for f in changed:
             f.lfs = guess_lfs(f, self.remote.get(f.rel))
+            if gitignored(f.rel, self.gitignore):
+                f.action = "ignored"  # what preupload would answer (the Hub's copy is not read)
 
     def _announce_hashing(self, jobs: Sequence[HashJob], known: dict[str, Digest]) -> None:
         todo = self.hasher.pending(jobs, known)
@@ -391,7 +397,12 @@ class _Run:
         await self._read_samples([f for f in changed if not f.sample])
         files = [(f.rel, f.size, f.sample) for f in changed]
         answers = await preupload(
-            self.engine.client, self.ref, opts.revision, files, create_pr=opts.create_pr
+            self.engine.client,
+            self.ref,
+            opts.revision,
+            files,
+            create_pr=opts.create_pr,
+            gitignore=self.gitignore,
         )
         for f in changed:
             answer = answers.get(f.rel)
@@ -519,6 +530,15 @@ class _Run:
             lfs_reused=self.reused,
             notices=tuple(self.notices),
         )
+
+
+def _gitignore_text(files: Sequence[LocalFile]) -> str | None:
+    """The `.gitignore` this push sends, if any: the Hub ignores what it lists from this commit on,
+    so it must apply to the files committed with it, not only to later pushes."""
+    for f in files:
+        if f.rel == GITIGNORE and f.path is not None:
+            return f.path.read_bytes()[:GITIGNORE_MAX_BYTES].decode("utf-8", errors="replace")
+    return None
 
 
 def _path(f: LocalFile) -> Path:

@@ -140,8 +140,13 @@ async def preupload(
     files: Sequence[tuple[str, int, bytes]],
     *,
     create_pr: bool = False,
+    gitignore: str | None = None,
 ) -> dict[str, Preupload]:
-    """Ask the server how to send `files` ((path, size, first 512 bytes)), PREUPLOAD_BATCH per call."""
+    """Ask the server how to send `files` ((path, size, first 512 bytes)), PREUPLOAD_BATCH per call.
+
+    `gitignore`: the text of the `.gitignore` this push commits, which the Hub then applies
+    (`shouldIgnore`) instead of the copy it has, as the official client does.
+    """
     url = client.url(_api(ref, f"preupload/{quote_rev(revision)}"))
     out: dict[str, Preupload] = {}
     for i in range(0, len(files), PREUPLOAD_BATCH):
@@ -152,6 +157,8 @@ async def preupload(
                 for p, size, sample in batch
             ]
         }
+        if gitignore is not None:
+            body["gitIgnore"] = gitignore
         resp = await client.send(
             "POST", url, ctx=Ctx(ref.repo_id, revision), params=_pr_params(create_pr), json=body
         )

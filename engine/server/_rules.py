@@ -6,12 +6,12 @@ functions so that preupload's `uploadMode` and the way a file is later served al
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
+
+from engine._wildmatch import path_matches
 
 MiB = 1024 * 1024
 
@@ -49,48 +49,13 @@ def _parse_gitattributes(text: str) -> tuple[tuple[str, bool | None], ...]:
     return tuple(rules)
 
 
-@lru_cache(maxsize=1024)
-def _path_pattern(pattern: str) -> re.Pattern[str]:
-    # gitignore-style wildmatch, enough for attributes: `**` crosses folders, `*` and `?` do not.
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("/**", i) and i + 3 == len(pattern):
-            out.append("/.*")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def attribute_matches(pattern: str, path: str) -> bool:
-    """Whether a `.gitattributes` pattern applies to `path` (a `/`-separated repo path)."""
-    if "/" not in pattern.rstrip("/"):
-        # Git matches a slash-less pattern against the file name at any depth.
-        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-    return _path_pattern(pattern.lstrip("/")).match(path) is not None
-
-
 def lfs_by_attributes(path: str, gitattributes: str | None) -> bool | None:
     """The verdict of `.gitattributes` (the Hub defaults when the repo has none); last match wins."""
     verdict: bool | None = None
     for pattern, says in _parse_gitattributes(
         gitattributes if gitattributes is not None else DEFAULT_GITATTRIBUTES
     ):
-        if says is not None and attribute_matches(pattern, path):
+        if says is not None and path_matches(pattern, path):
             verdict = says
     return verdict
 

@@ -22,10 +22,11 @@ from aiohttp import web
 
 from engine._errors import UsageError
 from engine._models import RepoRef
+from engine._wildmatch import gitignored
 from engine.server._context import Ctx
 from engine.server._http import HubHTTPError, json_response
 from engine.server._read import revision_snapshot
-from engine.server._rules import DEFAULT_GITATTRIBUTES, attribute_matches, is_lfs, mongo_id
+from engine.server._rules import DEFAULT_GITATTRIBUTES, is_lfs, mongo_id
 from engine.server._store import MAIN, META_SUFFIX, TAG_PREFIX, Snapshot, Store, repo_ref
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -158,24 +159,6 @@ async def settings(ctx: Ctx, repo: RepoRef) -> web.Response:
 
 
 # ---- preupload --------------------------------------------------------------------------------
-def _ignored(path: str, gitignore: str | None) -> bool:
-    ignored = False
-    for raw in (gitignore or "").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = line[1:] if negate else line
-        if pattern.endswith("/"):
-            hit = any(attribute_matches(pattern.rstrip("/"), "/".join(path.split("/")[: i + 1]))
-                      for i in range(path.count("/")))  # fmt: skip
-        else:
-            hit = attribute_matches(pattern, path)
-        if hit:
-            ignored = not negate
-    return ignored
-
-
 def _read_text(snap: Snapshot, path: str) -> str | None:
     entry = snap.files.get(path)
     if entry is None:
@@ -209,7 +192,7 @@ async def preupload(ctx: Ctx, repo: RepoRef, rev: str) -> web.Response:
         size = int(f.get("size", len(sample)))
         lfs = is_lfs(path, size, sample, attributes, size_threshold=ctx.svc.config.lfs_size_threshold_bytes)
         item: dict[str, object] = {"path": path, "uploadMode": "lfs" if lfs else "regular",
-                                   "shouldIgnore": _ignored(path, ignore_text)}  # fmt: skip
+                                   "shouldIgnore": gitignored(path, ignore_text)}  # fmt: skip
         if (entry := snap.files.get(path)) is not None:
             item["oid"] = entry.etag
         out.append(item)

@@ -536,3 +536,29 @@ def test_scanner_id_is_the_fingerprint_of_the_scanner_source() -> None:
 
     sources = Path(_secrets.__file__).read_bytes() + Path(_secretfiles.__file__).read_bytes()
     assert _pushgate.scanner_id() == xxhash.xxh3_64_hexdigest(sources)
+
+
+@pytest.mark.anyio
+async def test_a_gitignore_pushed_for_the_first_time_applies_to_its_own_commit(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    # Audit repro: W&B runs, logs and notes listed in a new .gitignore were published with it.
+    folder = tmp_path / "run"
+    files = {
+        ".gitignore": b"wandb/\n*.log\nnotes.txt\n!keep.log\n",
+        "config.json": b"{}",
+        "wandb/run-1/files/output.bin": os.urandom(3000),
+        "logs/train.log": b"loss 0.1\n",
+        "keep.log": b"kept on purpose\n",
+        "notes.txt": b"internal\n",
+    }
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    ignored = ["logs/train.log", "notes.txt", "wandb/run-1/files/output.bin"]
+    plan = await do_push(cfg(hub), folder, dry_run=True, card=False)
+    assert sorted(f.path for f in plan.by_action("ignored")) == ignored
+    result = await do_push(cfg(hub), folder, card=False)
+    assert sorted(f.path for f in result.by_action("ignored")) == ignored
+    pushed = set(tree_bytes(hub.repo_dir(REPO)))
+    assert {".gitignore", "config.json", "keep.log"} <= pushed and not pushed & set(ignored)

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
+from engine._wildmatch import path_matches
 from engine.server._rules import (
     DEFAULT_GITATTRIBUTES,
-    attribute_matches,
     commit_id,
     git_blob_sha1,
     is_lfs,
@@ -43,11 +43,11 @@ def test_is_lfs(path: str, size: int, sample: bytes, attrs: str | None, expected
 
 
 def test_attribute_patterns_follow_git() -> None:
-    assert attribute_matches("*.bin", "a/b/c.bin")
-    assert attribute_matches("data/*.csv", "data/x.csv")
-    assert not attribute_matches("data/*.csv", "data/sub/x.csv")
-    assert attribute_matches("data/**/*.csv", "data/sub/x.csv")
-    assert attribute_matches("/top.txt", "top.txt")
+    assert path_matches("*.bin", "a/b/c.bin")
+    assert path_matches("data/*.csv", "data/x.csv")
+    assert not path_matches("data/*.csv", "data/sub/x.csv")
+    assert path_matches("data/**/*.csv", "data/sub/x.csv")
+    assert path_matches("/top.txt", "top.txt")
 
 
 def test_git_ids_match_git() -> None:
