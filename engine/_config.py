@@ -146,12 +146,31 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.upper() in _TRUE
 
 
+def _clean_token(token: str | None, source: str) -> str | None:
+    """`token` as huggingface_hub's `_clean_token` leaves it: every CR and LF removed (a token
+    pasted across lines, a file saved with CRLF), then stripped; None when nothing is left.
+
+    Raises UsageError, naming `source` and never the token, when what is left cannot go in an
+    HTTP header: a control character or a character outside latin-1.
+    """
+    if token is None:
+        return None
+    token = token.replace("\r", "").replace("\n", "").strip()
+    if any(c < " " or "\x7f" <= c < "\xa0" or c > "\xff" for c in token):
+        raise UsageError(
+            f"the token from {source} cannot be sent in an HTTP header: it holds a control character"
+            " or a character outside latin-1"
+        )
+    return token or None
+
+
 def _read_token_file(path: Path) -> str | None:
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        return _clean_token(path.read_text(encoding="utf-8"), f"the file {path}")
+    except UnicodeDecodeError:
+        raise UsageError(f"the token file {path} is not UTF-8 text") from None
     except OSError:
         return None
-    return token or None
 
 
 def load_config(
@@ -163,7 +182,8 @@ def load_config(
 ) -> EngineConfig:
     """Build an EngineConfig from `env` (default: os.environ) and explicit overrides.
 
-    Raises UsageError for an endpoint that is not an http(s) URL.
+    Raises UsageError for an endpoint that is not an http(s) URL, and for a token that cannot be
+    sent in an HTTP header.
     """
     env = os.environ if env is None else env
     if env.get("HF_HOME"):
@@ -175,18 +195,22 @@ def load_config(
     cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
     hub_cache = Path(cache).expanduser() if cache else hf_home / "hub"
 
-    if token is None:
-        token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
-    if token is None:
-        token_path = (
-            Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH") else hf_home / "token"
-        )
-        token = _read_token_file(token_path)
-    token = token.strip() if token else None
+    if token is not None:
+        token = _clean_token(token, "--token")
+    else:
+        # As the official client: the first variable set wins, and when it holds only line breaks
+        # and blanks the token file is read.
+        name = "HF_TOKEN" if env.get("HF_TOKEN") else "HUGGING_FACE_HUB_TOKEN"
+        token = _clean_token(env.get(name) or None, name)
+        if token is None:
+            token_path = (
+                Path(env["HF_TOKEN_PATH"]).expanduser() if env.get("HF_TOKEN_PATH") else hf_home / "token"
+            )
+            token = _read_token_file(token_path)
 
     kwargs: dict[str, object] = {
         "endpoint": normalize_endpoint(endpoint or env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT),
-        "token": token or None,
+        "token": token,
         "hf_home": hf_home,
         "hub_cache": hub_cache,
         # As huggingface_hub decides it: HF_HUB_OFFLINE, when set and not empty, alone decides

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,71 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback() -> None:
         )
     assert done.returncode == 1
     assert done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_a_token_with_line_breaks_inside_is_cleaned_as_the_official_client_does(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = f"{TOKEN[:10]}\r\n{TOKEN[10:]}\n"  # pasted across lines, or a file saved with CRLF
+    (tmp_path / "token").write_text(broken)
+    sources: list[tuple[list[str], dict[str, str]]] = [
+        (["--token", broken], {}),
+        ([], {"HF_TOKEN": broken}),
+        ([], {"HUGGING_FACE_HUB_TOKEN": broken}),
+        ([], {"HF_TOKEN": "\n", "HF_TOKEN_PATH": str(tmp_path / "token")}),  # blank: the file is read
+    ]
+    for args, env in sources:
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            r = run_cli(*ep(hub), *args, "hf", "info", "model", "acme/secret", "--json")
+        assert r.exit_code == 0 and json.loads(r.stdout)["private"] is True, (args, env, r)
+
+
+@pytest.mark.parametrize(
+    ("source", "value"),
+    [
+        ("--token", "hf_tab\there_000000000"),
+        ("HF_TOKEN", "hf_\udce9_raw_byte_0000000"),  # HF_TOKEN=$'hf_\xe9': not UTF-8, decoded as a surrogate
+        ("HF_TOKEN", "hf_euro_\u20ac_00000000"),
+        ("HF_TOKEN_PATH", "hf_nul_\x00_000000000"),
+    ],
+)
+def test_a_token_that_cannot_go_in_a_header_is_a_usage_error_that_never_shows_it(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, value: str
+) -> None:
+    args = []
+    if source == "--token":
+        args = ["--token", value]
+    elif source == "HF_TOKEN_PATH":
+        (tmp_path / "token").write_text(value)
+        monkeypatch.setenv(source, str(tmp_path / "token"))
+    else:
+        monkeypatch.setenv(source, value)
+    hub.reset()
+    for as_json in ([], ["--json"]):
+        r = run_cli(*ep(hub), *args, "hf", "info", "model", "acme/secret", *as_json)
+        assert r.exit_code == ExitCode.USAGE and "Traceback" not in r.stderr, r
+        expected = "the token from {} cannot be sent in an HTTP header".format(
+            f"the file {tmp_path / 'token'}" if source == "HF_TOKEN_PATH" else source
+        )
+        assert r.stderr.startswith(f"error: {expected}: ") and len(r.stderr.splitlines()) == 1, r
+        assert "_0000" not in r.stderr + r.stdout  # no part of the token is shown
+        if as_json:
+            assert json.loads(r.stdout)["error"]["exit_code"] == ExitCode.USAGE
+        else:
+            assert r.stdout == ""
+    assert hub.stats().total == 0
+
+
+def test_a_token_file_that_is_not_utf8_is_a_usage_error(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_bytes(b"hf_a\xe9b")
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "token"))
+    r = run_cli(*ep(hub), "hf", "info", "model", "acme/secret", "--json")
+    assert (
+        r.exit_code == ExitCode.USAGE
+        and r.stderr == f"error: the token file {tmp_path / 'token'} is not UTF-8 text\n"
+    )
+    assert json.loads(r.stdout)["error"]["exit_code"] == ExitCode.USAGE
