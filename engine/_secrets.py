@@ -46,14 +46,27 @@ def mask(secret: str, show: int = 0) -> str:
 # --- by name ---------------------------------------------------------------------------------
 
 _ENV_TEMPLATES = (".example", ".sample", ".template", ".dist", ".defaults")
-_SSH_KEYS = frozenset({"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"})
+# A copy kept by hand or by an editor holds what the original does: `id_rsa.bak` is a private
+# key (`id_rsa.pub.bak` is still a public one).
+_BACKUP_SUFFIXES = (".bak", ".old", ".orig", ".backup", ".save", "~")
+_SSH_KEYS = frozenset({"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk"})
 _CREDENTIAL_NAMES = frozenset(
-    {"credentials.json", ".netrc", "_netrc", ".npmrc", ".pypirc", ".git-credentials", ".htpasswd"}
+    {
+        *("credentials.json", "credentials.yml", "credentials.yaml"),
+        *("secrets.json", "secrets.yml", "secrets.yaml", "secrets.toml"),  # .streamlit/secrets.toml
+        *(".netrc", "_netrc", ".npmrc", ".pypirc", ".git-credentials", ".htpasswd", ".pgpass"),
+    }
 )
 _KEY_SUFFIXES = (".pem", ".key", ".ppk")
 _KEYSTORE_SUFFIXES = (".p12", ".pfx", ".keystore", ".jks")
+# Files named like the ones tools keep in a home folder, wherever they are.
+_CREDENTIAL_FILES = {
+    "credentials": "AWS credentials file",  # the shared-credentials file, in .aws/ or copied out
+    "kubeconfig": "Kubernetes credentials file",
+    "kubeconfig.yaml": "Kubernetes credentials file",
+    "kubeconfig.yml": "Kubernetes credentials file",
+}
 _CREDENTIAL_PATHS = {
-    (".aws", "credentials"): "AWS credentials file",
     (".docker", "config.json"): "Docker credentials file",
     (".kube", "config"): "Kubernetes credentials file",
 }
@@ -63,10 +76,18 @@ def _is_env_template(name: str) -> bool:
     return name.endswith(_ENV_TEMPLATES)
 
 
+def _without_backup_suffix(name: str) -> str:
+    for suffix in _BACKUP_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def scan_name(path: str) -> Finding | None:
-    """Flag a file whose name alone says it holds credentials (`.env`, `id_rsa`, `*.pem`…)."""
+    """Flag a file whose name alone says it holds credentials (`.env`, `id_rsa`, `*.pem`…),
+    or a backup copy of one (`id_rsa.bak`, `.netrc~`)."""
     parts = path.lower().split("/")
-    name = parts[-1]
+    parts[-1] = name = _without_backup_suffix(parts[-1])
     kind: str | None = None
     if (name == ".env" or name.startswith(".env.") or name.endswith(".env")) and not _is_env_template(name):
         kind = "env file"
@@ -80,6 +101,8 @@ def scan_name(path: str) -> Finding | None:
         kind = "credentials file"
     elif name.startswith("service-account") and name.endswith(".json"):
         kind = "service account key"
+    elif name in _CREDENTIAL_FILES:
+        kind = _CREDENTIAL_FILES[name]
     elif len(parts) >= 2:
         kind = _CREDENTIAL_PATHS.get((parts[-2], parts[-1]))
     return Finding(path, None, kind, "") if kind else None
@@ -125,6 +148,13 @@ def _anchors(*sources: str) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(source) for source in sources)
 
 
+def _edge(word: str) -> str:
+    """Where a token may start: after no character of the class `word`, or after a `V` that
+    starts a line. A protocol 0 pickle writes a str as the opcode `V` and the text, on a line of
+    its own (`Vhf_…` in a `training_args.bin` saved so); a letter elsewhere makes it a word."""
+    return f"(?:(?<![{word}])|(?<=(?m:^)V))"
+
+
 _URL_USERINFO = r"[^\s/:@'\"]+"
 
 _RULES: tuple[_Rule, ...] = (
@@ -137,7 +167,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "Hugging Face token",
-        re.compile(r"(?<![A-Za-z0-9_])(?:hf_|api_org_)[A-Za-z0-9]{30,}(?![A-Za-z0-9])"),
+        re.compile(_edge("A-Za-z0-9_") + r"(?:hf_|api_org_)[A-Za-z0-9]{30,}(?![A-Za-z0-9])"),
         5,
         # Two anchors, not one alternation: re scans for an alternation ten times slower.
         _anchors("hf_[A-Za-z0-9]{30}", "api_org_[A-Za-z0-9]{30}"),
@@ -145,7 +175,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "AWS access key id",
-        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        re.compile(_edge("A-Za-z0-9") + r"(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
         6,
         _anchors("A(?:KIA|SIA)[A-Z0-9]{16}"),
         _not_example,
@@ -166,13 +196,13 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "GitHub token",
-        re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
+        re.compile(_edge("A-Za-z0-9_") + r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})"),
         6,
         _anchors("g(?:h[pousr]_[A-Za-z0-9]{36}|ithub_pat_[A-Za-z0-9_]{40})"),
     ),
     _Rule(
         "Slack token",
-        re.compile(r"(?<![A-Za-z0-9])xox[baprs]-[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+"),
+        re.compile(_edge("A-Za-z0-9") + r"xox[baprs]-[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+"),
         6,
         _anchors("xox[baprs]-[A-Za-z0-9]+-[A-Za-z0-9]"),
         lambda s: len(s) >= 24,
@@ -186,7 +216,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "OpenAI-style API key",
         re.compile(
-            r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z]+\d\d-)?"
+            _edge("A-Za-z0-9_-") + r"sk-(?:proj-|svcacct-|admin-|ant-[a-z]+\d\d-)?"
             r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])"
         ),
         5,
@@ -195,13 +225,13 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "Google API key",
-        re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+        re.compile(_edge("A-Za-z0-9_-") + r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
         6,
         _anchors("AIza[0-9A-Za-z_-]{35}"),
     ),
     _Rule(
         "Stripe live key",
-        re.compile(r"(?<![A-Za-z0-9])[rs]k_live_[0-9A-Za-z]{24,}"),
+        re.compile(_edge("A-Za-z0-9") + r"[rs]k_live_[0-9A-Za-z]{24,}"),
         9,
         _anchors("k_live_[0-9A-Za-z]{24}"),
         lead=1,

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import lzma
+import pickle
 import random
 import string
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,7 +90,30 @@ def test_mask_shows_only_a_prefix_and_the_length() -> None:
         (".pypirc", "credentials file"),
         (".git-credentials", "credentials file"),
         ("home/.aws/credentials", "AWS credentials file"),
+        ("credentials", "AWS credentials file"),  # copied out of .aws/
+        ("deploy/credentials", "AWS credentials file"),
+        ("credentials.yml", "credentials file"),
+        ("config/credentials.yaml", "credentials file"),
+        ("secrets.json", "credentials file"),
+        ("secrets.yml", "credentials file"),
+        ("secrets.yaml", "credentials file"),
+        (".streamlit/secrets.toml", "credentials file"),
+        (".pgpass", "credentials file"),
+        (".htpasswd", "credentials file"),
         (".docker/config.json", "Docker credentials file"),
+        (".kube/config", "Kubernetes credentials file"),
+        ("kubeconfig", "Kubernetes credentials file"),
+        ("ops/kubeconfig.yaml", "Kubernetes credentials file"),
+        ("id_ed25519_sk", "SSH private key file"),
+        # Backup copies hold what the original does.
+        ("id_rsa.bak", "SSH private key file"),
+        ("keys/id_ed25519.old", "SSH private key file"),
+        ("id_rsa~", "SSH private key file"),
+        ("id_ecdsa.orig", "SSH private key file"),
+        ("credentials.json.bak", "credentials file"),
+        (".netrc~", "credentials file"),
+        (".env.old", "env file"),
+        (".kube/config.backup", "Kubernetes credentials file"),
         ("service-account-prod.json", "service account key"),
         ("Service-Account.JSON", "service account key"),
     ],
@@ -104,7 +130,21 @@ def test_credential_file_names_are_flagged(path: str, kind: str) -> None:
         ".env.template",
         "config.json",
         "id_rsa.pub",
+        "id_rsa.pub.bak",  # a public key, backed up
+        "id_rsa.pub~",
+        "id_rsa-cert.pub",
         "tokenizer.json",
+        "tokenizer.json.bak",
+        "config.json~",
+        "secrets.py",  # code that reads secrets, scanned by content
+        "credentials.md",
+        "kubeconfig.py",
+        # Service account keys carry any name (`<project>-<hex>.json`); their content gives them
+        # away (test_a_service_account_key_is_found_by_its_content), so `*key.json` is not a rule.
+        "gcloud-key.json",
+        "key.json",
+        "monkey.json",
+        ".bak",
         "special_tokens_map.json",
         "model.safetensors",
         "keys.txt",
@@ -150,6 +190,20 @@ def test_token_shapes_are_found_in_any_file(path: str, text: str, kind: str, sec
     assert finding.path == path and finding.line == 2
     assert secret not in finding.excerpt and secret not in finding.describe()
     assert finding.excerpt.endswith(f"({len(secret)} chars)")
+
+
+def test_a_service_account_key_is_found_by_its_content() -> None:
+    key = {
+        "type": "service_account",
+        "project_id": "acme-ml",
+        "private_key_id": "0123456789abcdef",
+        "private_key": "-----BEGIN PRIVATE"
+        + " KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n",
+        "client_email": "trainer@acme-ml.iam.gserviceaccount.com",
+    }
+    data = json.dumps(key, indent=2).encode()
+    assert scan_name("gcloud-key.json") is None
+    assert [(f.line, f.kind) for f in scan_text("gcloud-key.json", data)] == [(5, "private key")]
 
 
 def test_private_key_block_reports_the_header_only() -> None:
@@ -307,6 +361,44 @@ def test_assignments_are_ignored_outside_env_config_and_script_files() -> None:
     assert scan_text("notes.md", line) == []
     assert scan_text("data.json", line) == []
     assert kinds(scan_text("deploy.sh", line)) == ["password assignment"]
+
+
+TOKENS = [(HF_TOKEN, "Hugging Face token"), (ORG_TOKEN, "Hugging Face token"), (AKIA_ID, "AWS access key id"),
+          (GH_TOKEN, "GitHub token"), (GH_PAT, "GitHub token"), (SLACK_TOKEN, "Slack token"),
+          (OPENAI_KEY, "OpenAI-style API key"), (GOOGLE_KEY, "Google API key"),
+          (STRIPE_KEY, "Stripe live key")]  # fmt: skip
+
+
+def torch_save(data_pkl: bytes) -> bytes:
+    """What torch.save writes: an uncompressed zip holding the pickle as `archive/data.pkl`."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("token", "kind"), TOKENS, ids=[kind for _, kind in TOKENS])
+def test_tokens_in_a_protocol_0_pickle_are_found(tmp_path: Path, token: str, kind: str) -> None:
+    # Protocol 0 writes a str as the opcode `V` and the text, on a line of its own: `Vhf_…`.
+    args = pickle.dumps({"output_dir": "out", "hub_token": token}, protocol=0)
+    alone = pickle.dumps(token, protocol=0)  # the str starts the pickle
+    assert b"\nV" + token.encode() + b"\n" in args and alone.startswith(b"V" + token.encode())
+    for data in (args, alone):
+        found = scan_text("training_args.bin", data)
+        assert kinds(found) == [kind] and token not in found[0].describe()
+    # As binary data (a NUL in the first bytes, as in the zip torch.save writes): read as latin-1.
+    rels = write(tmp_path, {"training_args.bin": torch_save(args), "token.pkl": b"\x00\n" + alone})
+    assert [(f.path, f.kind.split(" in ")[0]) for f in scan_folder(tmp_path, rels)] == [
+        ("training_args.bin", kind),
+        ("token.pkl", kind),
+    ]
+
+
+@pytest.mark.parametrize(("token", "kind"), TOKENS, ids=[kind for _, kind in TOKENS])
+def test_a_letter_before_a_token_hides_it_unless_it_is_a_v_starting_a_line(token: str, kind: str) -> None:
+    for text in (f"xV{token}", f"a V{token}", f"\nW{token}", f"\nv{token}", f"\nVV{token}"):
+        assert scan_text("notes.txt", text.encode()) == [], text
+    assert [(f.line, f.kind) for f in scan_text("notes.txt", f"one\r\nV{token}\n".encode())] == [(2, kind)]
 
 
 def test_undecodable_bytes_do_not_break_scanning() -> None:
@@ -523,7 +615,7 @@ def test_streamed_scan_matches_the_whole_text_scan(monkeypatch: pytest.MonkeyPat
     scan_text finds over the whole text, on the same lines."""
     rng = random.Random(5)
     pieces = [*POSITIVES, "lorem ipsum ", "\n", "\r\n", "é", "ſ", "\U0001f600", "\xff", "=", " ",
-              "hf", "_", "-", "://", "A", "DB_PASSWORD=Sup3rS3cretPw", "x" * 300,
+              "hf", "_", "-", "://", "A", "V", "DB_PASSWORD=Sup3rS3cretPw", "x" * 300,
               "ftp://bob:pä55wörd€@host ", "éhttps://u:Tr0ub4dor@h "]  # fmt: skip
     for i in range(300):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
@@ -540,7 +632,7 @@ def test_long_line_windows_find_what_the_whole_text_scan_finds(monkeypatch: pyte
     monkeypatch.setattr(secrets_mod, "_OVERLAP_CHARS", 128)
     rng = random.Random(6)
     one_line = [p.split("\n")[0] for p in POSITIVES]  # the PEM header, not its body
-    pieces = [*one_line, "lorem", "ipsum", "hf_", "sk-", "://", "é", "\U0001f600", "x" * 90]
+    pieces = [*one_line, "lorem", "ipsum", "hf_", "sk-", "://", "é", "\U0001f600", "x" * 90, "V"]
     for i in range(300):
         words = [rng.choice(pieces) for _ in range(rng.randint(1, 60))]
         text = "".join(w + rng.choice("  \t\t\t\t\t\t\t\n") for w in words)  # long lines, few breaks
@@ -577,7 +669,7 @@ def unfiltered(path: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> list[
 def test_every_match_of_a_rule_starts_where_its_anchors_allow() -> None:
     for rule in secrets_mod._RULES:
         for text in POSITIVES:
-            for text_around in (text, f"x {text} y", f"({text})\n"):
+            for text_around in (text, f"x {text} y", f"({text})\n", f"V{text}\nV{text}\n"):
                 for m in rule.pattern.finditer(text_around):
                     assert m.start() in secrets_mod._starts(rule, text_around), (rule.kind, m.group(0))
 
@@ -586,7 +678,7 @@ def test_anchored_matching_never_changes_the_findings(monkeypatch: pytest.Monkey
     rng = random.Random(99)
     pieces = [*POSITIVES, "hf", "_", "-", ":", "//", "A", "K", "xox", "sk", "gh", "p", "AI", "za", "live",
               "lorem ipsum ", "\n", "=", " ", "'", "ſ", "K", "aws_secret_access_key=", "\xff", "@", "+",
-              "http", ".", "KIA", "Pass", "_KEY: ", "export ", "İ"]  # fmt: skip
+              "http", ".", "KIA", "Pass", "_KEY: ", "export ", "İ", "V", "\nV"]  # fmt: skip
     for _ in range(400):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
         for rule in secrets_mod._RULES:
