@@ -18,8 +18,8 @@ from engine._cache import LocalDir, RepoCache, apply_umask_mode, exclusive_lock
 from engine._download import Downloader, FileJob, drop_partial
 from engine._errors import (
     BatutaError,
+    HubError,
     HubServerError,
-    IntegrityError,
     OfflineError,
     TransportError,
     UsageError,
@@ -228,8 +228,10 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     result.retries = engine.client.retries
     result.seconds = time.monotonic() - started
     if errors and len(errors) == len(todo) and len({type(e) for e in errors}) == 1:
-        # Every file failed the same way (gated, forbidden, unreachable): that is the answer.
-        if not isinstance(errors[0], IntegrityError):
+        # Every file failed the same way at the Hub (gated, forbidden, unreachable): that is the
+        # answer for the whole repo. A local disk error or a digest mismatch stays a failed file,
+        # so the same failure exits the same way whatever else this run had to fetch.
+        if isinstance(errors[0], (HubError, TransportError)):
             raise errors[0]
     return result
 

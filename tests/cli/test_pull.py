@@ -484,3 +484,29 @@ def test_output_the_system_cannot_look_at_is_a_usage_error(
     assert r.stderr.splitlines() == [f"error: --output '{target}': File name too long"]
     assert json.loads(r.stdout)["error"]["exit_code"] == ExitCode.USAGE
     assert hub.stats().total == 0
+
+
+def test_a_folder_in_the_way_fails_the_same_way_whatever_else_is_pulled(
+    run_cli: Run, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/tiny", {"config.json": b"{}", "model.safetensors": b"w" * 100})
+    out = tmp_path / "w"
+    (out / "config.json").mkdir(parents=True)
+    pull = [*ep(hub), "hf", "pull", "model", "acme/tiny", "-o", str(out), "--quiet"]
+    # The whole repo, the re-run with only that file left to do, and that file named alone.
+    for args in ([], [], ["config.json"]):
+        r = run_cli(*pull, *args)
+        assert r.exit_code == ExitCode.INCOMPLETE and r.stdout == "", (args, r)
+        assert r.stderr.splitlines()[-1] == (
+            f"error: 1 of {2 - len(args)} files failed: config.json: a folder is where the file goes: "
+            f"{out / 'config.json'}"
+        ), (args, r)
+        doc = json.loads(run_cli(*pull, *args, "--json").stdout)
+        assert doc["failed"] == [
+            {
+                "path": "config.json",
+                "reason": f"a folder is where the file goes: {out / 'config.json'}",
+                "kind": "IsADirectoryError",
+            }
+        ]
+    assert (out / "model.safetensors").read_bytes() == b"w" * 100 and (out / "config.json").is_dir()
