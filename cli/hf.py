@@ -130,6 +130,14 @@ def parse_rate(text: str) -> float:
     return value
 
 
+def folder_path(value: str) -> Path:
+    """The parser of a folder option: an empty value (`-o ""`, an unset variable) is refused, as
+    Path("") would silently be the current folder."""
+    if not value:
+        raise typer.BadParameter("an empty path is not a folder (write . for the current one)")
+    return Path(value)
+
+
 def check_folder(output: Path, option: str = "--output") -> None:
     """Refuse a folder option that is, or lies under, something other than a folder, before any request.
 
@@ -162,11 +170,23 @@ def pull(
         ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Plain folder to write to (default: the HF cache).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            parser=folder_path,
+            metavar="DIR",
+            help="Plain folder to write to (default: the HF cache).",
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="HF cache folder to use (default: HF_HUB_CACHE, else HF_HOME/hub)."),
+        typer.Option(
+            "--cache-dir",
+            parser=folder_path,
+            metavar="DIR",
+            help="HF cache folder to use (default: HF_HUB_CACHE, else HF_HOME/hub).",
+        ),
     ] = None,
     revision: Annotated[str, typer.Option("--revision", help="Branch, tag or commit.")] = "main",
     quantization: Annotated[

@@ -510,3 +510,23 @@ def test_a_folder_in_the_way_fails_the_same_way_whatever_else_is_pulled(
             }
         ]
     assert (out / "model.safetensors").read_bytes() == b"w" * 100 and (out / "config.json").is_dir()
+
+
+@pytest.mark.parametrize("option", ["-o", "--output", "--cache-dir"])
+def test_an_empty_folder_option_is_a_usage_error_not_the_current_folder(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    # `-o "$DIR"` with DIR unset: Path("") is ".", and the pull went into the current folder.
+    hub.add_repo("acme/tiny", {"config.json": b"{}"})
+    monkeypatch.chdir(tmp_path)
+    hub.reset()
+    for as_json in ([], ["--json"]):
+        r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", option, "", *as_json)
+        assert r.exit_code == ExitCode.USAGE and len(r.stderr.splitlines()) == 1, r
+        named = "'--cache-dir'" if option == "--cache-dir" else "'--output'"
+        assert "an empty path is not a folder" in r.stderr and named in r.stderr
+        if as_json:
+            assert json.loads(r.stdout)["error"]["exit_code"] == ExitCode.USAGE
+        else:
+            assert r.stdout == ""
+    assert hub.stats().total == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["hf_home"]
