@@ -253,4 +253,4 @@ def pull(
     )
     with render.transfer_progress(quiet=quiet or as_json or dry_run, verbose=verbose(ctx)) as on_event:
         result = run_engine(config, lambda e: e.pull(ref, options), on_event)
-    render.pull_summary(result, as_json=as_json)
+    render.pull_summary(result, as_json=as_json, named=options.paths)

@@ -293,7 +293,12 @@ def transfer_progress(*, quiet: bool, verbose: bool = False) -> Iterator[Callabl
         yield view
 
 
-def pull_summary(result: PullResult, *, as_json: bool) -> None:
+def pull_summary(result: PullResult, *, as_json: bool, named: Sequence[str] = ()) -> None:
+    """The pull document, or the plan, or the summary on stderr and the destination on stdout.
+
+    `named` are the FILE arguments: with exactly one, stdout gets that file's path rather than the
+    folder, as `hf download REPO FILE` prints it, so `cat "$(batuta hf pull ... config.json)"` works.
+    """
     from cli.errors import ExitCode
     from cli.runner import fail
 
@@ -348,9 +353,14 @@ def pull_summary(result: PullResult, *, as_json: bool) -> None:
                 f"{human_bytes(result.bytes_downloaded)} in {secs} s ({mb_s:.1f} MB/s)",
                 err=True,
             )
-            # stdout holds the folder and nothing else, as with `hf download`: DIR=$(batuta hf pull ...).
-            # A failed pull prints neither: its error line says how many files failed.
-            line(result.destination)
+            # stdout holds the folder (or the one file named) and nothing else, as with
+            # `hf download`: DIR=$(batuta hf pull ...). A failed pull prints neither: its error
+            # line says how many files failed.
+            one = named[0] if len(named) == 1 else None
+            if one is not None and any(f.path == one for f in result.files):
+                line(os.path.join(result.destination, *one.split("/")))
+            else:
+                line(result.destination)
     if result.blocked and not as_json and not result.dry_run:  # the plan lists them, with the hint above
         n = len(result.blocked)
         line(

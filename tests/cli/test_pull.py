@@ -530,3 +530,23 @@ def test_an_empty_folder_option_is_a_usage_error_not_the_current_folder(
         else:
             assert r.stdout == ""
     assert hub.stats().total == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["hf_home"]
+
+
+def test_one_named_file_prints_its_path_as_hf_download_does(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, isolated_home: Path
+) -> None:
+    files = {"config.json": b'{"a": 1}', "sub/tok.txt": b"tok", "model.safetensors": b"w" * 100}
+    commit = hub.add_repo("acme/tiny", files)
+    snap = isolated_home / "hub" / "models--acme--tiny" / "snapshots" / commit
+    out = tmp_path / "plain"
+    pull = [*ep(hub), "hf", "pull", "model", "acme/tiny", "--quiet"]
+    for dest, folder in (([], snap), (["-o", str(out)], out)):
+        for _ in range(2):  # pulled, then present
+            for name in ("config.json", "./sub/tok.txt"):
+                r = run_cli(*pull, name, *dest)
+                shown = Path(r.stdout.removesuffix("\n"))
+                assert r.exit_code == 0 and shown == folder / name.removeprefix("./"), r
+                assert shown.read_bytes() == files[name.removeprefix("./")]  # cat "$(batuta hf pull ...)"
+        # Several files, or none: the folder.
+        assert run_cli(*pull, "config.json", "sub/tok.txt", *dest).stdout == f"{folder}\n"
+        assert run_cli(*pull, *dest).stdout == f"{folder}\n"
