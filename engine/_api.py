@@ -21,9 +21,21 @@ def quote_rev(revision: str) -> str:
     return quote(revision, safe="")
 
 
+# What `git check-ref-format` refuses in a branch or tag name: control characters and space,
+# ~ ^ : ? * [ \, "..", "@{", an empty part ("//", a leading or trailing "/"), a part that starts
+# with "." or ends with ".lock", a trailing ".", and "@" alone. The Hub names refs as git does, so
+# such a revision can only be a typo, better said here than as "revision not found".
+_NOT_A_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^/|/$|\.$|(?:^|/)\.|\.lock(?:/|$)|^@$")
+
+
 def validate_revision(revision: str) -> str:
-    if not revision or revision.strip() != revision or ".." in revision or "\x00" in revision:
-        raise UsageError(f"invalid revision '{revision}'")
+    """Return `revision` (a branch, tag, `refs/pr/N` or commit sha) if git could name a ref so.
+
+    Raises UsageError for an empty revision, whitespace anywhere in it, or what git refuses.
+    """
+    if not revision or _NOT_A_REF.search(revision) or any(c.isspace() for c in revision):
+        shown = revision if revision.isprintable() else revision.encode("unicode_escape").decode()
+        raise UsageError(f"invalid revision '{shown}': not a branch, tag or commit name git allows")
     return revision
 
 

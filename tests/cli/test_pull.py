@@ -550,3 +550,28 @@ def test_one_named_file_prints_its_path_as_hf_download_does(
         # Several files, or none: the folder.
         assert run_cli(*pull, "config.json", "sub/tok.txt", *dest).stdout == f"{folder}\n"
         assert run_cli(*pull, *dest).stdout == f"{folder}\n"
+
+
+BAD_REVISIONS = ["a b", "main ", "a\tb", "x~1", "HEAD^", "a:b", "v*", "a?", "a[0]", "a\\b", "@", "main@{1}"]
+BAD_REVISIONS += ["/main", "main/", "a//b", ".hidden", "a/.b", "a.lock", "a.", "a..b", "a\nb"]
+
+
+def test_a_revision_git_would_refuse_is_a_usage_error_before_any_request(run_cli: Run, hub: LocalHub) -> None:
+    commit = hub.add_repo("acme/tiny", {"config.json": b"{}"})
+    hub.add_repo("acme/tiny", {"config.json": b'{"b": 1}'}, revision="feature/x.y")
+    hub.add_repo("acme/tiny", {"config.json": b'{"t": 1}'}, revision="refs/tags/v1.0")
+    hub.reset()
+    for bad in BAD_REVISIONS:
+        for cmd in (["pull", "model", "acme/tiny", "--quiet"], ["info", "model", "acme/tiny"]):
+            r = run_cli(*ep(hub), "hf", *cmd, "--revision", bad)
+            assert r.exit_code == ExitCode.USAGE and len(r.stderr.splitlines()) == 1, (bad, r)
+            assert r.stderr.startswith("error: invalid revision '"), (bad, r)
+    assert hub.stats().total == 0
+    # Commit shas, branches with slashes and dots, tags with dots: still fine.
+    for good in (commit, "feature/x.y", "v1.0", "main"):
+        r = run_cli(
+            *ep(hub), "hf", "pull", "model", "acme/tiny", "config.json", "--quiet", "--revision", good
+        )
+        assert r.exit_code == 0, (good, r)
+    unknown = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--revision", "refs/pr/7")
+    assert unknown.exit_code == ExitCode.NOT_FOUND and "revision 'refs/pr/7' not found" in unknown.stderr
