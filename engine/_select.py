@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import NamedTuple
 
-from engine._errors import UsageError
+from engine._errors import ProtocolError, UsageError
 from engine._models import RemoteFile
 
 UNSAFE_SUFFIXES = (".bin", ".pkl", ".pt", ".pth", ".ckpt", ".pickle")
@@ -31,10 +31,11 @@ def first_few(names: Sequence[str], limit: int = 8) -> str:
 
 
 def safe_relpath(path: str) -> str:
-    """Return `path` if it is a clean relative POSIX path inside the repo; raise UsageError otherwise.
+    """Return `path` if it is a clean relative POSIX path inside the repo; raise ProtocolError otherwise.
 
     A server (or a hostile mirror) controls these names, and they become local file names, so
     anything that could escape the target folder or mean something else on Windows is refused.
+    The Hub never sends such a name: it is the server's fault, not the caller's.
     """
     segments = path.split("/")
     if (
@@ -45,7 +46,7 @@ def safe_relpath(path: str) -> str:
         or "\0" in path
         or any(s in ("", ".", "..") for s in segments)
     ):
-        raise UsageError(f"refusing unsafe path from server: {path!r}")
+        raise ProtocolError(f"refusing unsafe path from server: {path!r}")
     return path
 
 
@@ -259,9 +260,9 @@ def select_files(
     `quantization`, keep only GGUF files of that quantization (plus vision projectors) and
     non-weight files; then unsafe files are blocked unless `allow_unsafe`.
 
-    Raises UsageError for an unsafe path, a named path the repo does not have, a quantization the
-    repo does not offer, a quantization asked of a repo without GGUF files, or when blocking
-    removes every weight file.
+    Raises ProtocolError for an unsafe path from the server; UsageError for a named path the repo
+    does not have, a quantization the repo does not offer, a quantization asked of a repo without
+    GGUF files, or when blocking removes every weight file.
     """
     for f in files:
         safe_relpath(f.path)

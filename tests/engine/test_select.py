@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine._errors import UsageError
+from engine._errors import ProtocolError, UsageError
 from engine._models import RemoteFile
 from engine._select import (
     SAFE_WEIGHT_SUFFIXES,
@@ -59,13 +59,13 @@ def test_safe_relpath_accepts_clean_paths(path: str) -> None:
     ],
 )
 def test_safe_relpath_refuses_unsafe_paths(path: str) -> None:
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(ProtocolError) as err:  # the server's fault (exit 8), not the caller's (2)
         safe_relpath(path)
     assert str(err.value) == f"refusing unsafe path from server: {path!r}"
 
 
 def test_safe_relpath_message_names_the_path() -> None:
-    with pytest.raises(UsageError, match=r"^refusing unsafe path from server: 'a/\.\./b'$"):
+    with pytest.raises(ProtocolError, match=r"^refusing unsafe path from server: 'a/\.\./b'$"):
         safe_relpath("a/../b")
 
 
@@ -300,7 +300,7 @@ def test_globs_apply_before_quantization_and_safety() -> None:
 
 def test_every_path_is_checked_even_if_excluded() -> None:
     files = [rf("config.json"), rf("../escape.json")]
-    with pytest.raises(UsageError, match="refusing unsafe path"):
+    with pytest.raises(ProtocolError, match="refusing unsafe path"):
         select_files(files, repo="acme/x", exclude=["*"])
 
 
