@@ -578,3 +578,27 @@ def test_a_revision_git_would_refuse_is_a_usage_error_before_any_request(run_cli
         assert r.exit_code == 0, (good, r)
     unknown = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "--revision", "refs/pr/7")
     assert unknown.exit_code == ExitCode.NOT_FOUND and "revision 'refs/pr/7' not found" in unknown.stderr
+
+
+def test_only_files_the_globs_selected_are_reported_blocked(run_cli: Run, hub: LocalHub) -> None:
+    files = {
+        "config.json": b"{}",
+        "model.safetensors": b"w" * 10,
+        "pytorch_model.bin": b"p",
+        "sub/args.bin": b"a",
+    }
+    hub.add_repo("acme/tiny", files)
+    pull = [*ep(hub), "hf", "pull", "model", "acme/tiny", "--include", "*.json"]
+    r = run_cli(*pull)
+    # No notice, no footer: the include had left the pickles out before the safety rule looked.
+    assert (
+        r.exit_code == 0 and "0 blocked" in r.stderr and ".bin" not in r.stderr and "unsafe" not in r.stderr
+    )
+    assert json.loads(run_cli(*pull, "--json").stdout)["blocked"] == []
+    more = ["--include", "sub/", "--include", "*.safetensors"]
+    r = run_cli(*pull, *more)
+    assert r.exit_code == 0 and "1 blocked" in r.stderr and "pytorch_model.bin" not in r.stderr
+    assert "blocked sub/args.bin: pickle-based format (.bin) (use --allow-unsafe to download it)" in r.stderr
+    assert [b["path"] for b in json.loads(run_cli(*pull, *more, "--json").stdout)["blocked"]] == [
+        "sub/args.bin"
+    ]
