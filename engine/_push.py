@@ -35,8 +35,11 @@ import anyio.to_thread
 
 from engine import _pushplan as pushplan
 from engine._api import validate_revision
+from engine._backoff import backoff_delay
+from engine._config import RetryPolicy
 from engine._errors import (
     AuthRequiredError,
+    ConflictError,
     HubError,
     IntegrityError,
     NotFoundError,
@@ -92,6 +95,12 @@ CARD = "README.md"
 GITIGNORE = ".gitignore"
 GITIGNORE_MAX_BYTES = 1 << 20  # patterns, not data: a larger one is read in part
 PARTS_IN_FLIGHT = 8
+# A commit whose parent moved is retried on the new head this many times (when it touched none
+# of the same files): enough for a handful of concurrent pushers, each retry one info + tree read.
+REBASE_ATTEMPTS = 8
+# Pushers that collided retry at once, spread by full-width jitter so that they do not collide
+# again: a conflict costs the server nothing to answer, unlike an overload.
+REBASE_WAIT = RetryPolicy(base_s=0.05, cap_s=1.0, jitter=1.0)
 # A preupload batch waits for PREUPLOAD_BATCH changed files (one call per 256, as the official
 # client makes: the calls count against the Hub's API quota), except that it leaves early once
 # it holds this many bytes: large files should start their transfers while the rest is hashed.
@@ -125,12 +134,33 @@ async def _remote_state(
             await create_branch(client, ref, opts.revision)
         info = await api.repo_info(ref, opts.revision, blobs=False)
     except AuthRequiredError:
-        if not opts.dry_run:
-            raise
+        if not opts.dry_run or engine.config.token is not None:
+            raise  # a token the Hub refused is an error in a dry run too, not "no token"
         notices.append(f"{ref.repo_id} is not visible without a token: every file is shown as new")
         return None, {}, False
-    tree = await api.list_tree(ref, info.sha or opts.revision)
-    return info.sha or None, {f.path: f for f in tree}, created
+    head, tree = await _tree_at(engine, ref, opts.revision, info.sha or None)
+    return head, tree, created
+
+
+async def _head_tree(engine: Engine, ref: RepoRef, revision: str) -> tuple[str | None, dict[str, RemoteFile]]:
+    info = await engine.api.repo_info(ref, revision, blobs=False)
+    return await _tree_at(engine, ref, revision, info.sha or None)
+
+
+async def _tree_at(
+    engine: Engine, ref: RepoRef, revision: str, head: str | None
+) -> tuple[str | None, dict[str, RemoteFile]]:
+    """The files at commit `head` of `revision`, read again from the new head should the branch
+    move on between the two reads (a server without history cannot list an old commit then)."""
+    attempt = 0
+    while True:
+        try:
+            return head, {f.path: f for f in await engine.api.list_tree(ref, head or revision)}
+        except NotFoundError:
+            attempt += 1
+            if head is None or attempt > REBASE_ATTEMPTS:
+                raise
+        head = (await engine.api.repo_info(ref, revision, blobs=False)).sha or None
 
 
 async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
@@ -471,10 +501,20 @@ class _Run:
         batches = plan_commits(adds, self.deletes)
         message = commit_message(opts.message, len(adds), len(self.deletes))
         for index, (batch, dels) in enumerate(batches, start=1):
-            ops = await self._operations(batch)
             summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
-            payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
-            result = await commit(client, self.ref, revision, payload, create_pr=create_pr)
+            attempt = 0
+            while True:
+                ops = await self._operations(batch)
+                payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
+                try:
+                    result = await commit(client, self.ref, revision, payload, create_pr=create_pr)
+                    break
+                except ConflictError as exc:
+                    attempt += 1
+                    if exc.status != 412 or create_pr or opts.delete or attempt > REBASE_ATTEMPTS:
+                        raise
+                    await anyio.sleep(backoff_delay(attempt, REBASE_WAIT))
+                    batch = await self._rebase(revision, batch)
             for op in ops:
                 if not op.is_lfs:
                     self.sink(BytesMoved(op.path, op.size))
@@ -488,6 +528,33 @@ class _Run:
             self.sink(
                 Notice(f"pushed in {len(batches)} commits (at most {pushplan.MAX_COMMIT_OPS} files each)")
             )
+
+    async def _rebase(self, revision: str, batch: list[LocalFile]) -> list[LocalFile]:
+        """Another commit landed on the branch since this push read it: go on from the new head
+        if that commit touched none of this push's files, else raise ConflictError naming them.
+
+        Pushes of different files to one repo (a CI matrix, an eval job beside a training job)
+        then all land, as with `hf upload`; a file that both changed is never overwritten blind.
+        """
+        head, tree = await _head_tree(self.engine, self.ref, revision)
+        mine = {f.rel for f in self.files} | set(self.deletes)
+        if self.card and CARD in tree and CARD not in self.remote:
+            # Both pushes generated a card: the one that landed stands, as for any README there.
+            mine.discard(CARD)
+            self.files = [f for f in self.files if f.rel != CARD]
+            batch = [f for f in batch if f.rel != CARD]
+            self.card, self.card_kept = False, True
+        moved = pushplan.moved_paths(mine, self.remote, tree)
+        if moved:
+            shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+            raise ConflictError(
+                f"{shown} changed on {self.ref.repo_id}@{revision} while this push ran;"
+                " nothing of it was overwritten: pull, merge and push again",
+                status=412,
+            )
+        self.head, self.remote = head, tree
+        self.notices.append(f"{revision} moved during the push; committed on top of {(head or '')[:12]}")
+        return batch
 
     async def _operations(self, batch: list[LocalFile]) -> list[AddFile]:
         # Regular files are read in one thread hop for the whole batch, not one per file.

@@ -3,7 +3,7 @@ dry runs, commit titles, and how operations are split into commits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from engine._hashing import Digest, LocalFile
 from engine._models import RemoteFile
@@ -85,3 +85,18 @@ def same_content(f: LocalFile, r: RemoteFile, digest: Digest | None = None) -> b
     if d is None or f.size != r.size:
         return False
     return d.sha256 == r.lfs_sha256 if r.is_lfs else d.sha1 == r.blob_id
+
+
+def moved_paths(
+    paths: Iterable[str], before: Mapping[str, RemoteFile], after: Mapping[str, RemoteFile]
+) -> list[str]:
+    """The `paths` whose remote file differs between two trees (added, removed or changed).
+
+    A push whose parent moved may commit onto the new head only when none of its paths moved:
+    then the other commit and this one touch different files, and the order does not matter.
+    """
+
+    def identity(f: RemoteFile | None) -> tuple[str, int] | None:
+        return None if f is None else (f.etag, f.size)
+
+    return sorted(p for p in set(paths) if identity(before.get(p)) != identity(after.get(p)))

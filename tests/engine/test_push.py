@@ -8,15 +8,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from huggingface_hub import HfApi
 
 from engine import (
     AuthRequiredError,
+    ConflictError,
     Engine,
     EngineConfig,
     Event,
@@ -562,3 +564,65 @@ async def test_a_gitignore_pushed_for_the_first_time_applies_to_its_own_commit(
     assert sorted(f.path for f in result.by_action("ignored")) == ignored
     pushed = set(tree_bytes(hub.repo_dir(REPO)))
     assert {".gitignore", "config.json", "keep.log"} <= pushed and not pushed & set(ignored)
+
+
+def _commit_meanwhile(hub: LocalHub, path: str, data: bytes) -> Callable[[Event], None]:
+    """An event sink that, once the push has read the branch, commits `path` from another client."""
+    done: list[bool] = []
+
+    def sink(event: Event) -> None:
+        if isinstance(event, PlanReady) and not done:
+            done.append(True)
+            HfApi(endpoint=hub.url, token=WRITER).upload_file(
+                path_or_fileobj=data, path_in_repo=path, repo_id=REPO, commit_message="meanwhile"
+            )
+
+    return sink
+
+
+@pytest.mark.anyio
+async def test_a_push_whose_branch_moved_commits_on_top_when_the_files_differ(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    # Parity repro: of 5 concurrent pushes of different files to one repo, 2 failed with exit 14.
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    (folder / "config.json").write_text('{"model_type": "bert", "v": 2}')
+    sink = _commit_meanwhile(hub, "eval/results.json", b'{"f1": 0.9}')
+    async with Engine(cfg(hub), on_event=sink) as engine:
+        result = await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+    files = tree_bytes(hub.repo_dir(REPO))
+    assert files["config.json"] == b'{"model_type": "bert", "v": 2}'
+    assert files["eval/results.json"] == b'{"f1": 0.9}'  # the other commit is kept
+    assert any("moved during the push" in n for n in result.notices)
+
+
+@pytest.mark.anyio
+async def test_a_push_whose_file_changed_meanwhile_fails_without_overwriting_it(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    before = (folder / "config.json").read_bytes()
+    (folder / "config.json").write_text('{"model_type": "bert", "v": 2}')
+    sink = _commit_meanwhile(hub, "notes/readme.txt", b"edited on the Hub\n")
+    with pytest.raises(
+        ConflictError, match=r"notes/readme\.txt changed on acme/pushed@main while this push ran"
+    ):
+        async with Engine(cfg(hub), on_event=sink) as engine:
+            await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+    files = tree_bytes(hub.repo_dir(REPO))
+    assert files["notes/readme.txt"] == b"edited on the Hub\n" and files["config.json"] == before
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_with_a_refused_token_fails_instead_of_planning_as_anonymous(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    # Audit repro: exit 0 and "not visible without a token: every file is shown as new".
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    with pytest.raises(AuthRequiredError, match="the token was refused"):
+        await do_push(cfg(hub, token="hf_" + "z" * 34), folder, dry_run=True, card=False)
+    anonymous = await do_push(cfg(hub, token=None), folder, dry_run=True, card=False)
+    assert anonymous.up_to_date  # the repo is public: no token still plans against it
