@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -566,8 +566,14 @@ async def test_a_gitignore_pushed_for_the_first_time_applies_to_its_own_commit(
     assert {".gitignore", "config.json", "keep.log"} <= pushed and not pushed & set(ignored)
 
 
-def _commit_meanwhile(hub: LocalHub, path: str, data: bytes) -> Callable[[Event], None]:
-    """An event sink that, once the push has read the branch, commits `path` from another client."""
+CONFIG_V2 = b'{"model_type": "bert", "v": 2}'
+
+
+async def _push_while_another_commits(hub: LocalHub, tmp_path: Path, path: str, data: bytes) -> PushResult:
+    """Push a changed config.json; once the push has read the branch, another client commits `path`."""
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    (folder / "config.json").write_bytes(CONFIG_V2)
     done: list[bool] = []
 
     def sink(event: Event) -> None:
@@ -577,7 +583,8 @@ def _commit_meanwhile(hub: LocalHub, path: str, data: bytes) -> Callable[[Event]
                 path_or_fileobj=data, path_in_repo=path, repo_id=REPO, commit_message="meanwhile"
             )
 
-    return sink
+    async with Engine(cfg(hub), on_event=sink) as engine:
+        return await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
 
 
 @pytest.mark.anyio
@@ -585,14 +592,9 @@ async def test_a_push_whose_branch_moved_commits_on_top_when_the_files_differ(
     hub: LocalHub, tmp_path: Path
 ) -> None:
     # Parity repro: of 5 concurrent pushes of different files to one repo, 2 failed with exit 14.
-    folder = model_folder(tmp_path)
-    await do_push(cfg(hub), folder, card=False)
-    (folder / "config.json").write_text('{"model_type": "bert", "v": 2}')
-    sink = _commit_meanwhile(hub, "eval/results.json", b'{"f1": 0.9}')
-    async with Engine(cfg(hub), on_event=sink) as engine:
-        result = await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+    result = await _push_while_another_commits(hub, tmp_path, "eval/results.json", b'{"f1": 0.9}')
     files = tree_bytes(hub.repo_dir(REPO))
-    assert files["config.json"] == b'{"model_type": "bert", "v": 2}'
+    assert files["config.json"] == CONFIG_V2
     assert files["eval/results.json"] == b'{"f1": 0.9}'  # the other commit is kept
     assert any("moved during the push" in n for n in result.notices)
 
@@ -601,18 +603,12 @@ async def test_a_push_whose_branch_moved_commits_on_top_when_the_files_differ(
 async def test_a_push_whose_file_changed_meanwhile_fails_without_overwriting_it(
     hub: LocalHub, tmp_path: Path
 ) -> None:
-    folder = model_folder(tmp_path)
-    await do_push(cfg(hub), folder, card=False)
-    before = (folder / "config.json").read_bytes()
-    (folder / "config.json").write_text('{"model_type": "bert", "v": 2}')
-    sink = _commit_meanwhile(hub, "notes/readme.txt", b"edited on the Hub\n")
     with pytest.raises(
         ConflictError, match=r"notes/readme\.txt changed on acme/pushed@main while this push ran"
     ):
-        async with Engine(cfg(hub), on_event=sink) as engine:
-            await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+        await _push_while_another_commits(hub, tmp_path, "notes/readme.txt", b"edited on the Hub\n")
     files = tree_bytes(hub.repo_dir(REPO))
-    assert files["notes/readme.txt"] == b"edited on the Hub\n" and files["config.json"] == before
+    assert files["notes/readme.txt"] == b"edited on the Hub\n" and files["config.json"] != CONFIG_V2
 
 
 @pytest.mark.anyio
