@@ -3,8 +3,9 @@
 A push must compare every local file with the remote tree's oids: the sha256 for LFS files and
 the git blob sha1 (`sha1(b"blob <size>\\0" + content)`) for regular ones. Hashing a multi-GiB
 folder on every run is what makes the official client slow to re-push, so digests are kept in
-`<hub_cache>/.batuta/hashes.sqlite`, keyed by the absolute path and the file's (size, mtime_ns,
-inode). A file whose key is unchanged costs one indexed lookup instead of a read.
+`$HF_HOME/batuta/hashes.sqlite`, keyed by the absolute path and the file's (size, mtime_ns,
+inode). A file whose key is unchanged costs one indexed lookup instead of a read. Not in the hub
+cache: the official `hf cache` scan reports any folder there that is not a repo as corrupt.
 
 hashlib releases the GIL on large updates, so one thread per core hashes at full speed; the
 threads run under a CapacityLimiter sized by `EngineConfig.hash_workers` (every core by default).
@@ -37,7 +38,8 @@ REPORT_EVERY_BYTES = 64 * 1024 * 1024
 # A file written this recently may change again within the same mtime tick without its key
 # changing (git's "racy clean" problem), so its digest is not cached.
 RACY_WINDOW_S = 1.0
-CACHE_FILE = Path(".batuta") / "hashes.sqlite"
+CACHE_FILE = Path("batuta") / "hashes.sqlite"  # under HF_HOME, beside huggingface_hub's `xet/`
+_OLD_CACHE_DIR = ".batuta"  # where it was, under the hub cache, before 2026-11-26
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS digests ("
     " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ino INTEGER NOT NULL,"
@@ -155,8 +157,12 @@ class HashCache:
             self.close()
 
     @classmethod
-    def under(cls, hub_cache: Path) -> HashCache:
-        return cls(hub_cache / CACHE_FILE)
+    def under(cls, hf_home: Path, hub_cache: Path | None = None) -> HashCache:
+        """The cache in `hf_home`; one left by an earlier version in `hub_cache` is moved there."""
+        path = hf_home / CACHE_FILE
+        if hub_cache is not None:
+            _adopt_old_cache(hub_cache / _OLD_CACHE_DIR, path)
+        return cls(path)
 
     @property
     def enabled(self) -> bool:
@@ -252,11 +258,23 @@ class HashJob(NamedTuple):
     sha1: bool
 
 
+def _adopt_old_cache(old_dir: Path, path: Path) -> None:
+    # Best effort: the digests are only a saving, and a folder that cannot move stays harmless.
+    old = old_dir / path.name
+    with contextlib.suppress(OSError):
+        if old.is_file() and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old, path)
+        for leftover in (old, old.with_name(old.name + "-wal"), old.with_name(old.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        old_dir.rmdir()
+
+
 class Hasher:
     """Digests files on worker threads, consulting and feeding a HashCache.
 
     ```python
-    hasher = Hasher(HashCache.under(config.hub_cache), workers=config.hash_workers, on_event=sink)
+    hasher = Hasher(HashCache.under(config.hf_home), workers=config.hash_workers, on_event=sink)
     digests = await hasher.digest_all(jobs, on_digest=lambda rel, digest: ...)
     ```
     Several `digest_all` calls may run at once (a push hashes ahead while it uploads): they share

@@ -172,7 +172,7 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     """
     validate_revision(options.revision)
     files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
-    cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hub_cache)
+    cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hf_home, engine.config.hub_cache)
     try:
         await anyio.to_thread.run_sync(check_secrets, folder, files, cache, engine.config.scan_processes)
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from huggingface_hub import scan_cache_dir
 
 from engine import Event, FileHashed, UsageError, _hashing
 from engine._hashing import (
@@ -69,7 +70,7 @@ def test_hash_file_reads_blocks_and_reports_progress(tmp_path: Path) -> None:
 
 
 def test_cache_persists_and_forgets_changed_files(tmp_path: Path) -> None:
-    db = tmp_path / "cache" / ".batuta" / "hashes.sqlite"
+    db = tmp_path / "home" / "batuta" / "hashes.sqlite"
     f = write_old(tmp_path / "a.bin", b"abc")
     key = FileKey.of(f)
     cache = HashCache(db)
@@ -190,3 +191,18 @@ def test_names_the_hub_cannot_store_are_refused_before_anything_is_sent(tmp_path
     write_old(root / "back\\slash.txt", b"1")
     with pytest.raises(UsageError, match=r"the Hub does not take '\\' in file names"):
         collect_files(root)
+
+
+def test_the_cache_lives_in_hf_home_and_an_old_one_in_the_hub_cache_moves_there(tmp_path: Path) -> None:
+    # Parity repro: `hf cache ls` reported the hub cache's `.batuta/` folder as a corrupt repo.
+    home, hub_cache = tmp_path / "home", tmp_path / "home" / "hub"
+    f = write_old(tmp_path / "a.bin", b"abc")
+    old = HashCache(hub_cache / ".batuta" / "hashes.sqlite")
+    old.store({FileKey.of(f): digest_bytes(b"abc")})
+    old.close()
+    cache = HashCache.under(home, hub_cache)
+    assert cache.path == home / "batuta" / "hashes.sqlite"
+    assert cache.lookup([FileKey.of(f)]) == {FileKey.of(f): digest_bytes(b"abc")}  # adopted
+    cache.close()
+    assert not (hub_cache / ".batuta").exists()
+    assert scan_cache_dir(hub_cache).warnings == []

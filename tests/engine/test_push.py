@@ -457,7 +457,7 @@ async def test_scan_verdicts_are_cached_but_an_edited_file_is_scanned_again(
 
     folder = model_folder(tmp_path)
     await do_push(cfg(hub), folder)
-    cache = HashCache.under(cfg(hub).hub_cache)
+    cache = HashCache.under(cfg(hub).hf_home)
     key = FileKey.of(folder / "notes" / "readme.txt")
     assert key in cache.clean_scans([key], scanner_id())
     cache.close()
