@@ -62,6 +62,7 @@ from engine._pushplan import (
     commit_message,
     digests_needed,
     guess_lfs,
+    guess_space_sdk,
     plan_commits,
     same_content,
 )
@@ -94,6 +95,7 @@ _NEVER_DELETE = frozenset({".gitattributes"})
 CARD = "README.md"
 GITIGNORE = ".gitignore"
 GITIGNORE_MAX_BYTES = 1 << 20  # patterns, not data: a larger one is read in part
+SDK_SNIFF_BYTES = 64 << 10  # of README.md and app.py, to tell a new Space's SDK
 PARTS_IN_FLIGHT = 8
 # A commit whose parent moved is retried on the new head this many times (when it touched none
 # of the same files): enough for a handful of concurrent pushers, each retry one info + tree read.
@@ -114,9 +116,10 @@ PREUPLOAD_POLL_S = 0.02
 
 
 async def _remote_state(
-    engine: Engine, ref: RepoRef, opts: PushOptions, notices: list[str]
+    engine: Engine, ref: RepoRef, opts: PushOptions, notices: list[str], sdk: str
 ) -> tuple[str | None, dict[str, RemoteFile], bool]:
-    """(head commit, files at head, repo created) — creating the repo or branch unless dry-run."""
+    """(head commit, files at head, repo created) — creating the repo (a Space with `sdk`) or
+    branch unless dry-run."""
     api, client = engine.api, engine.client
     created = False
     try:
@@ -129,7 +132,7 @@ async def _remote_state(
             )
             return None, {}, False
         if not branch_missing:
-            created = await create_repo(client, ref, private=opts.private)
+            created = await create_repo(client, ref, private=opts.private, sdk=sdk)
         if opts.revision != "main":
             await create_branch(client, ref, opts.revision)
         info = await api.repo_info(ref, opts.revision, blobs=False)
@@ -238,7 +241,12 @@ class _Run:
         opts, ref = self.opts, self.ref
 
         async def read_remote() -> None:
-            self.head, self.remote, self.created = await _remote_state(self.engine, ref, opts, self.notices)
+            sdk = "gradio"
+            if ref.repo_type == "space":
+                sdk = await anyio.to_thread.run_sync(_space_sdk, folder, self.files)
+            self.head, self.remote, self.created = await _remote_state(
+                self.engine, ref, opts, self.notices, sdk
+            )
 
         card: LocalFile | None = None
         async with anyio.create_task_group() as tg:
@@ -597,6 +605,18 @@ class _Run:
             lfs_reused=self.reused,
             notices=tuple(self.notices),
         )
+
+
+def _space_sdk(folder: Path, files: Sequence[LocalFile]) -> str:
+    """What a new Space runs on, judged by the README's front matter, app.py and the file names."""
+
+    def head(rel: str) -> str | None:
+        if rel not in {f.rel for f in files}:
+            return None
+        with (folder / rel).open("rb") as f:
+            return f.read(SDK_SNIFF_BYTES).decode("utf-8", errors="replace")
+
+    return guess_space_sdk((f.rel for f in files), head(CARD), head("app.py"))
 
 
 def _gitignore_text(files: Sequence[LocalFile]) -> str | None:

@@ -3,6 +3,7 @@ dry runs, commit titles, and how operations are split into commits."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from engine._hashing import Digest, LocalFile
@@ -100,3 +101,29 @@ def moved_paths(
         return None if f is None else (f.etag, f.size)
 
     return sorted(p for p in set(paths) if identity(before.get(p)) != identity(after.get(p)))
+
+
+SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
+_FRONT_SDK = re.compile(r"^sdk:\s*['\"]?([A-Za-z]+)", re.MULTILINE)
+_IMPORTS = re.compile(r"^\s*(?:import|from)\s+(gradio|streamlit)\b", re.MULTILINE)
+
+
+def guess_space_sdk(names: Iterable[str], readme: str | None, app_py: str | None) -> str:
+    """The SDK a new Space is created with, from what the folder holds.
+
+    The README's `sdk:` wins (the Hub reads it from there on anyway); then what app.py imports,
+    a Dockerfile, or a lone index.html. Otherwise gradio, as `hf upload` creates Spaces: the
+    Space is built from its files, so a wrong guess shows at once on its page.
+    """
+    if readme is not None and readme.startswith("---"):
+        front = readme.split("\n---", 1)[0]
+        if (m := _FRONT_SDK.search(front)) and m[1].lower() in SPACE_SDKS:
+            return m[1].lower()
+    if app_py is not None and (m := _IMPORTS.search(app_py)):
+        return m[1]
+    top = {n for n in names if "/" not in n}
+    if "Dockerfile" in top:
+        return "docker"
+    if "index.html" in top and "app.py" not in top:
+        return "static"
+    return "gradio"

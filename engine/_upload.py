@@ -100,8 +100,8 @@ def pr_revision(pr_url: str) -> str | None:
     return f"refs/pr/{match[1]}" if match else None
 
 
-async def create_repo(client: HubClient, ref: RepoRef, *, private: bool) -> bool:
-    """Create the repo; True if it was created, False if it already existed (409)."""
+async def create_repo(client: HubClient, ref: RepoRef, *, private: bool, sdk: str = "gradio") -> bool:
+    """Create the repo (a Space with `sdk`); True if it was created, False if it already existed (409)."""
     namespace, name = ref.repo_id.split("/")
     body: dict[str, Any] = {
         "name": name,
@@ -111,7 +111,7 @@ async def create_repo(client: HubClient, ref: RepoRef, *, private: bool) -> bool
         "visibility": "private" if private else "public",
     }
     if ref.repo_type == "space":
-        body["sdk"] = "static"  # the Hub refuses a space without one; static needs no hardware
+        body["sdk"] = sdk  # the Hub refuses a Space without one
     resp = await client.send(
         "POST",
         client.url("/api/repos/create"),

@@ -622,3 +622,28 @@ async def test_a_dry_run_with_a_refused_token_fails_instead_of_planning_as_anony
         await do_push(cfg(hub, token="hf_" + "z" * 34), folder, dry_run=True, card=False)
     anonymous = await do_push(cfg(hub, token=None), folder, dry_run=True, card=False)
     assert anonymous.up_to_date  # the repo is public: no token still plans against it
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "files,sdk",
+    [
+        ({"app.py": "import gradio as gr\n"}, "gradio"),
+        ({"app.py": '"""demo"""\nfrom streamlit import title\n'}, "streamlit"),
+        ({"Dockerfile": "FROM python:3.11\n", "main.py": "print()\n"}, "docker"),
+        ({"index.html": "<html></html>\n"}, "static"),
+        ({"README.md": "---\ntitle: x\nsdk: docker\n---\n", "app.py": "import gradio\n"}, "docker"),
+        ({"notes.txt": "x\n"}, "gradio"),  # what hf upload creates
+    ],
+)
+async def test_a_new_space_gets_the_sdk_its_files_need(
+    hub: LocalHub, tmp_path: Path, files: dict[str, str], sdk: str
+) -> None:
+    # Parity repro: every new Space was created "static", so a Gradio app pushed without a README
+    # `sdk:` line never ran.
+    folder = tmp_path / "space"
+    folder.mkdir()
+    for rel, text in files.items():
+        (folder / rel).write_text(text)
+    await do_push(cfg(hub), folder, "acme/demo", repo_type="space")
+    assert HfApi(endpoint=hub.url, token=WRITER).space_info("acme/demo").sdk == sdk
