@@ -1,4 +1,4 @@
-"""`batuta hf push`: publish a local folder to a Hub repo, sending only what changed."""
+"""`batuta hf push`: publish a local folder (or one file) to a Hub repo, sending only what changed."""
 
 from __future__ import annotations
 
@@ -19,11 +19,25 @@ if TYPE_CHECKING:
 def push(
     ctx: typer.Context,
     asset: AssetArg,
-    path: Annotated[Path, typer.Argument(help="Local folder to upload.", show_default=False)],
+    path: Annotated[
+        Path, typer.Argument(help="Local folder (or single file) to upload.", show_default=False)
+    ],
     repo: Annotated[
         str, typer.Option("--repo", help="Target repository id, e.g. acme/tiny.", show_default=False)
     ],
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    description: Annotated[
+        str, typer.Option("--commit-description", help="Commit description (the message's body).")
+    ] = "",
+    path_in_repo: Annotated[
+        str,
+        typer.Option(
+            "--path-in-repo",
+            metavar="REPO_PATH",
+            help="Repo folder to upload the folder into, or the repo path of a single file"
+            " (default: the repo root / the file's name).",
+        ),
+    ] = "",
     revision: Annotated[
         str, typer.Option("--revision", help="Branch to commit to (created if missing).")
     ] = "main",
@@ -52,7 +66,7 @@ def push(
         str | None, typer.Option("--license", help="License id for the generated model card.")
     ] = None,
 ) -> None:
-    """Upload a folder: secret scan first, then only new or changed files (LFS for large ones)."""
+    """Upload a folder or a file: secret scan first, then only new or changed files (LFS for large ones)."""
     from cli import _push_render as view
     from cli.errors import ExitCode
     from cli.runner import fail, guard, load, run_engine, verbose
@@ -65,6 +79,8 @@ def push(
     options = PushOptions(
         revision=revision,
         message=message,
+        description=description,
+        path_in_repo=path_in_repo,
         private=private,
         create_pr=create_pr,
         include=tuple(include or ()),

@@ -397,6 +397,22 @@ def _check_name(rel: str) -> None:
         )
 
 
+def local_file(path: Path, rel: str) -> LocalFile | None:
+    """The file at `path`, to be pushed as `rel`; None for what a repo cannot hold (a socket, a
+    FIFO, a device). UsageError for a name the Hub refuses or a file that cannot be read."""
+    _check_name(rel)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        # Opening proves readability (permissions, ACLs) before any request is made.
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read '{rel}': {(exc.strerror or str(exc)).lower()}") from exc
+    return LocalFile(rel, path, st.st_size, key=FileKey.of(path, st))
+
+
 def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> list[LocalFile]:
     """The files of `folder` to push, sorted by path. Raises UsageError for a missing, non-folder,
     empty or unreadable input, before anything is sent."""
@@ -418,20 +434,8 @@ def collect_files(folder: Path, include: Sequence[str] = (), exclude: Sequence[s
         )
         for name in filenames:
             rel = prefix + name
-            if not match_globs(rel, include, exclude):
-                continue
-            _check_name(rel)
-            path = base / name
-            try:
-                st = path.stat()
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # sockets, FIFOs, devices: not files a repo can hold
-                # Opening proves readability (permissions, ACLs) before any request is made.
-                with path.open("rb"):
-                    pass
-            except OSError as exc:
-                raise UsageError(f"cannot read '{rel}': {(exc.strerror or str(exc)).lower()}") from exc
-            out.append(LocalFile(rel, path, st.st_size, key=FileKey.of(path, st)))
+            if match_globs(rel, include, exclude) and (f := local_file(base / name, rel)) is not None:
+                out.append(f)
     if not out:
         filt = " matching --include/--exclude" if include or exclude else ""
         raise UsageError(f"nothing to push: '{folder}' has no files{filt}")

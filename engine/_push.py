@@ -1,4 +1,4 @@
-"""push: publish a local folder to a Hub repo, sending only what changed.
+"""push: publish a local folder (or one file) to a Hub repo, sending only what changed.
 
 The order of steps is the safety contract:
 
@@ -43,6 +43,7 @@ from engine._errors import (
     HubError,
     IntegrityError,
     NotFoundError,
+    UsageError,
     first_error,
 )
 from engine._events import BytesMoved, FileFinished, Notice, PlanReady
@@ -55,6 +56,7 @@ from engine._hashing import (
     LocalFile,
     collect_files,
     digest_bytes,
+    local_file,
 )
 from engine._models import RemoteFile, RepoRef
 from engine._pushgate import check_secrets
@@ -167,25 +169,45 @@ async def _tree_at(
 
 
 async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
-    """Upload what changed in `folder` to `ref` at `options.revision`; see the module docstring.
+    """Upload what changed in `folder` (or the one file it names) to `ref` at `options.revision`,
+    under `options.path_in_repo`; see the module docstring.
 
     Raises UsageError (bad input), SecretsFoundError (credentials found: nothing sent),
     AuthRequiredError/ForbiddenError (no token / read-only token), ConflictError (the branch
     moved during the push), and the HubError/TransportError family once retries are used up.
     """
     validate_revision(options.revision)
-    files = await anyio.to_thread.run_sync(collect_files, folder, options.include, options.exclude)
+    prefix = pushplan.repo_folder(options.path_in_repo)
+    root, files = await anyio.to_thread.run_sync(_local_files, folder, options)
     cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hf_home, engine.config.hub_cache)
     try:
-        await anyio.to_thread.run_sync(check_secrets, folder, files, cache, engine.config.scan_processes)
+        await anyio.to_thread.run_sync(check_secrets, root, files, cache, engine.config.scan_processes)
+        single = root != folder
+        pushplan.place_in_repo(files, options.path_in_repo, single=single)
         try:
-            return await _Run(engine, ref, options, files, cache).go(folder)
+            run = _Run(engine, ref, options, files, cache, None if single else prefix)
+            return await run.go(root, whole=not single and not prefix)
         except ExceptionGroup as group:
             # Task groups wrap a failure (and whatever it cancelled) in an ExceptionGroup; the
             # caller maps error types to exit codes, so hand it the failure that started it.
             raise first_error(group) from None
     finally:
         cache.close()
+
+
+def _local_files(path: Path, opts: PushOptions) -> tuple[Path, list[LocalFile]]:
+    """(the folder the paths are relative to, the files to push): a folder's selected files, or
+    the one file `path` names."""
+    if not path.is_file():
+        return path, collect_files(path, opts.include, opts.exclude)
+    if opts.delete:
+        raise UsageError("--delete needs a folder: it removes remote files that the folder lacks")
+    if opts.include or opts.exclude:
+        raise UsageError("--include/--exclude select files in a folder; PATH is one file")
+    one = local_file(path, path.name)
+    if one is None:
+        raise UsageError(f"'{path}' is not a regular file")
+    return path.parent, [one]
 
 
 def _refused(f: LocalFile, exc: BaseException) -> BaseException:
@@ -215,9 +237,17 @@ class _Run:
     """The state of one push between its steps."""
 
     def __init__(
-        self, engine: Engine, ref: RepoRef, opts: PushOptions, files: list[LocalFile], cache: HashCache
+        self,
+        engine: Engine,
+        ref: RepoRef,
+        opts: PushOptions,
+        files: list[LocalFile],
+        cache: HashCache,
+        folder_in_repo: str | None = "",
     ) -> None:
         self.engine, self.ref, self.opts, self.files = engine, ref, opts, files
+        # The repo folder this push mirrors ("" = the whole repo; None: one file, mirrors nothing).
+        self.folder_in_repo = folder_in_repo
         self.sink = engine.on_event
         cfg = engine.config
         self.hasher = Hasher(cache, workers=cfg.hash_workers, on_event=self.sink)
@@ -237,13 +267,14 @@ class _Run:
         self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
         self.gitignore = _gitignore_text(files)
 
-    async def go(self, folder: Path) -> PushResult:
+    async def go(self, folder: Path, *, whole: bool = True) -> PushResult:
+        """Push the files of `folder`; `whole`: the folder is the repo's root (a card may be due)."""
         opts, ref = self.opts, self.ref
 
         async def read_remote() -> None:
             sdk = "gradio"
             if ref.repo_type == "space":
-                sdk = await anyio.to_thread.run_sync(_space_sdk, folder, self.files)
+                sdk = await anyio.to_thread.run_sync(_space_sdk, self.files)
             self.head, self.remote, self.created = await _remote_state(
                 self.engine, ref, opts, self.notices, sdk
             )
@@ -251,7 +282,7 @@ class _Run:
         card: LocalFile | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_remote)
-            if self._card_wanted(folder):
+            if whole and self._card_wanted(folder):
                 # Written meanwhile, as it needs no remote state; dropped below if the remote
                 # revision has a README of its own.
                 card = await self._write_card(folder)
@@ -325,9 +356,15 @@ class _Run:
         local = {f.rel for f in self.files}
         if self.card_kept:
             local.add(CARD)  # the card rule keeps it: `--delete` with `--no-card` is the way to drop it
-        inc, exc = self.opts.include, self.opts.exclude
+        inc, exc, prefix = self.opts.include, self.opts.exclude, self.folder_in_repo
+        if prefix is None:
+            return []
+        # Only what lies in the folder pushed to, matched by the globs as the local paths are.
+        inside = {p: rel for p in self.remote if (rel := pushplan.under(prefix, p)) is not None}
         return sorted(
-            p for p in self.remote if p not in local and p not in _NEVER_DELETE and match_globs(p, inc, exc)
+            p
+            for p, rel in inside.items()
+            if p not in local and p not in _NEVER_DELETE and match_globs(rel, inc, exc)
         )
 
     async def _plan_only(self) -> None:
@@ -607,13 +644,15 @@ class _Run:
         )
 
 
-def _space_sdk(folder: Path, files: Sequence[LocalFile]) -> str:
+def _space_sdk(files: Sequence[LocalFile]) -> str:
     """What a new Space runs on, judged by the README's front matter, app.py and the file names."""
 
+    by_rel = {f.rel: f.path for f in files if f.path is not None}
+
     def head(rel: str) -> str | None:
-        if rel not in {f.rel for f in files}:
+        if (path := by_rel.get(rel)) is None:
             return None
-        with (folder / rel).open("rb") as f:
+        with path.open("rb") as f:
             return f.read(SDK_SNIFF_BYTES).decode("utf-8", errors="replace")
 
     return guess_space_sdk((f.rel for f in files), head(CARD), head("app.py"))

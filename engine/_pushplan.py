@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from engine._errors import UsageError
 from engine._hashing import Digest, LocalFile
 from engine._models import RemoteFile
 
@@ -127,3 +128,31 @@ def guess_space_sdk(names: Iterable[str], readme: str | None, app_py: str | None
     if "index.html" in top and "app.py" not in top:
         return "static"
     return "gradio"
+
+
+def repo_folder(path_in_repo: str) -> str:
+    """`path_in_repo` as a clean repo path ("" for the root); UsageError for one the Hub cannot
+    hold (`..`, `.`, empty parts, a backslash, a NUL)."""
+    clean = path_in_repo.strip("/")
+    parts = clean.split("/") if clean else []
+    if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise UsageError(f"--path-in-repo {path_in_repo!r} is not a path inside a repo")
+    return clean
+
+
+def place_in_repo(files: Sequence[LocalFile], path_in_repo: str, *, single: bool) -> None:
+    """Turn the files' local paths into their repo paths: under the folder `path_in_repo`, or,
+    for a single file, exactly `path_in_repo` unless that ends in `/` (then under it, by name)."""
+    prefix = repo_folder(path_in_repo)
+    if single and prefix and not path_in_repo.endswith("/"):
+        files[0].rel = prefix
+        return
+    for f in files:
+        f.rel = f"{prefix}/{f.rel}" if prefix else f.rel
+
+
+def under(prefix: str, path: str) -> str | None:
+    """`path` relative to the repo folder `prefix`, or None when it lies outside it."""
+    if not prefix:
+        return path
+    return path[len(prefix) + 1 :] if path.startswith(prefix + "/") else None

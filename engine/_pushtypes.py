@@ -23,6 +23,9 @@ class PushOptions(NamedTuple):
     dry_run: bool = False
     card: bool = True
     license: str | None = None
+    # Where in the repo the folder's files go ("" = the root), or the path a single file gets
+    # (a trailing `/` keeps its name). `--delete` then only removes files under that folder.
+    path_in_repo: str = ""
 
 
 class PushedFile(NamedTuple):

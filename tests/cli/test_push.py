@@ -212,3 +212,55 @@ def test_a_readme_on_the_hub_is_not_replaced_by_a_generated_card(
     human = push(run_cli, hub, folder, "--delete")
     assert "is up to date (4 files unchanged)" in out(human) and "generated a model card" not in out(human)
     assert (hub.repo_dir("acme/cli") / "README.md").read_bytes() == readme
+
+
+def repo_files(hub: LocalHub) -> dict[str, bytes]:
+    root = hub.repo_dir("acme/cli")
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_one_file_is_pushed_under_its_name_or_its_path_in_repo(
+    run_cli: Run, hub: LocalHub, folder: Path
+) -> None:
+    # As `hf upload REPO FILE [PATH_IN_REPO]`: no folder needed, no card generated.
+    single = folder / "weights" / "model.safetensors"
+    assert code(push(run_cli, hub, single)) == 0
+    assert code(push(run_cli, hub, single, "--path-in-repo", "ckpt/step-100.safetensors")) == 0
+    assert code(push(run_cli, hub, folder / "notes.txt", "--path-in-repo", "docs/")) == 0
+    files = repo_files(hub)
+    assert files["model.safetensors"] == files["ckpt/step-100.safetensors"] == single.read_bytes()
+    assert files["docs/notes.txt"] == b"hello\n" and "README.md" not in files
+    again = push(run_cli, hub, single, "--json")
+    assert code(again) == 0 and json.loads(out(again))["files"][0]["action"] == "unchanged"
+
+
+def test_a_folder_goes_under_path_in_repo_and_delete_stays_inside_it(
+    run_cli: Run, hub: LocalHub, folder: Path
+) -> None:
+    assert code(push(run_cli, hub, folder, "--no-card")) == 0
+    assert code(push(run_cli, hub, folder, "--path-in-repo", "/v2/", "--commit-description", "why")) == 0
+    (folder / "notes.txt").unlink()
+    r = push(run_cli, hub, folder, "--path-in-repo", "v2", "--delete", "--json")
+    assert code(r) == 0, err(r)
+    deleted = [f["path"] for f in json.loads(out(r))["files"] if f["action"] == "delete"]
+    assert deleted == ["v2/notes.txt"]  # the root's notes.txt is outside v2/: kept
+    files = repo_files(hub)
+    assert "notes.txt" in files and "v2/config.json" in files and "v2/notes.txt" not in files
+    assert "v2/README.md" not in files  # a folder pushed into a subfolder gets no card
+
+
+@pytest.mark.parametrize(
+    "target,extra,message",
+    [
+        ("file", ["--delete"], "--delete needs a folder"),
+        ("file", ["--include", "*.txt"], "PATH is one file"),
+        ("folder", ["--path-in-repo", "a/../b"], "is not a path inside a repo"),
+        ("folder", ["--path-in-repo", "a\\b"], "is not a path inside a repo"),
+    ],
+)
+def test_bad_single_file_and_path_in_repo_input_is_a_usage_error(
+    run_cli: Run, hub: LocalHub, folder: Path, target: str, extra: list[str], message: str
+) -> None:
+    path = folder / "notes.txt" if target == "file" else folder
+    r = push(run_cli, hub, path, *extra)
+    assert code(r) == ExitCode.USAGE and message in err(r) and hub.stats().total == 0

@@ -418,14 +418,14 @@ async def test_include_exclude_revision_and_create_pr(hub: LocalHub, tmp_path: P
 @pytest.mark.anyio
 async def test_bad_input_is_refused_before_any_request(hub: LocalHub, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    (tmp_path / "file.txt").write_text("x")
+    os.mkfifo(tmp_path / "fifo")  # neither a folder nor a file (a file is pushed on its own)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "ok.txt").write_text("ok")
     (broken / "dangling.bin").symlink_to(tmp_path / "nowhere")
     cases = {
         tmp_path / "missing": "does not exist",
-        tmp_path / "file.txt": "is not a folder",
+        tmp_path / "fifo": "is not a folder",
         tmp_path / "empty": "nothing to push",
         broken: "cannot read 'dangling.bin'",
     }
