@@ -122,8 +122,10 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
     if as_json:
         emit_json(push_document(result))
         return
+    # As `hf upload`: stdout is the URL of what the push made (a script's `$(...)`); the account
+    # of it goes to stderr. A dry run's plan is its output, on stdout.
     for text in result.notices:
-        line(text)
+        line(text, err=True)
     counts = _totals(result)
     where = f"{result.repo.repo_id}@{result.revision}"
     if result.pr_revision:
@@ -139,24 +141,30 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
         return
     if result.up_to_date:
         ignored = f", {counts['ignored']} ignored by the repo's .gitignore" if counts["ignored"] else ""
-        line(f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made")
+        line(
+            f"{where} is up to date ({counts['unchanged']} files unchanged{ignored}); no commit made",
+            err=True,
+        )
         return
     if result.created_repo:
-        line(f"created {result.repo.repo_type} repo {result.repo.repo_id}")
+        line(f"created {result.repo.repo_type} repo {result.repo.repo_id}", err=True)
     if result.card_generated and any(
         f.path == "README.md" and f.action in ("add", "update") for f in result.files
     ):
-        line("generated a model card (README.md)")
+        line("generated a model card (README.md)", err=True)
     reused = f", {result.lfs_reused} LFS objects already on the server" if result.lfs_reused else ""
     line(
         f"pushed {counts['add']} new and {counts['update']} changed files to {where}, "
         f"deleted {counts['delete']}, {counts['unchanged']} unchanged "
-        f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})"
+        f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})",
+        err=True,
     )
     for c in result.commits:
-        line(f"commit {c.oid[:12]}  {c.url}")
+        line(f"commit {c.oid[:12]}  {c.url}", err=True)
     if result.pr_url:
-        line(f"pull request #{result.pr_number} into {result.revision}: {result.pr_url}")
+        line(f"pull request #{result.pr_number} into {result.revision}: {result.pr_url}", err=True)
+    if made := result.pr_url or (result.commits[-1].url if result.commits else None):
+        line(made)
 
 
 def _dry_run_table(result: PushResult) -> None:

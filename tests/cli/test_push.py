@@ -63,16 +63,19 @@ def code(r: object) -> int:
 def test_push_then_repush_reports_up_to_date(run_cli: Run, hub: LocalHub, folder: Path) -> None:
     first = push(run_cli, hub, folder, "--message", "first upload")
     assert code(first) == 0, first
-    assert "created model repo acme/cli" in out(first) and "generated a model card" in out(first)
-    assert "pushed 4 new" in out(first) and "/acme/cli/commit/" in out(first)
+    assert "created model repo acme/cli" in err(first) and "generated a model card" in err(first)
+    assert "pushed 4 new" in err(first) and "/acme/cli/commit/" in err(first)
+    # stdout is the commit's URL alone, as `hf upload` prints it: `url=$(batuta hf push ...)`.
+    assert out(first).strip() == f"{hub.url}/acme/cli/commit/{hub.head('acme/cli')}"
     assert (hub.repo_dir("acme/cli") / "weights" / "model.safetensors").read_bytes() == (
         folder / "weights" / "model.safetensors"
     ).read_bytes()
     hub.reset()
     again = push(run_cli, hub, folder)
-    assert code(again) == 0 and "acme/cli@main is up to date (4 files unchanged); no commit made" in out(
+    assert code(again) == 0 and "acme/cli@main is up to date (4 files unchanged); no commit made" in err(
         again
     )
+    assert out(again) == ""
     assert hub.stats().writes == 0
 
 
@@ -185,8 +188,10 @@ def test_revision_and_create_pr(run_cli: Run, hub: LocalHub, folder: Path) -> No
     (folder / "notes.txt").write_text("changed\n")
     pr = push(run_cli, hub, folder, "--create-pr")
     assert code(pr) == 0, pr
-    assert "changed files to acme/cli@refs/pr/1," in out(pr) and "acme/cli@main" not in out(pr)
-    assert "pull request #1 into main: http" in out(pr) and "/acme/cli/discussions/1" in out(pr)
+    assert "changed files to acme/cli@refs/pr/1," in err(pr) and "acme/cli@main" not in err(pr)
+    assert "pull request #1 into main: http" in err(pr) and out(pr).strip().endswith(
+        "/acme/cli/discussions/1"
+    )
     (folder / "notes.txt").write_text("changed again\n")
     doc = json.loads(out(push(run_cli, hub, folder, "--create-pr", "--json")))
     assert (doc["revision"], doc["pr_revision"], doc["pr_number"]) == ("main", "refs/pr/2", 2)
@@ -194,7 +199,7 @@ def test_revision_and_create_pr(run_cli: Run, hub: LocalHub, folder: Path) -> No
     assert doc["head"] == hub.head("acme/cli", revision="refs/pr/2")
     (folder / "notes.txt").write_text("changed\n")
     dev = push(run_cli, hub, folder, "--revision", "dev")
-    assert code(dev) == 0 and "acme/cli@dev" in out(dev)
+    assert code(dev) == 0 and "acme/cli@dev" in err(dev)
     assert (hub.repo_dir("acme/cli", revision="dev") / "notes.txt").read_text() == "changed\n"
     assert (hub.repo_dir("acme/cli") / "notes.txt").read_text() == "hello\n"
 
@@ -210,7 +215,7 @@ def test_a_readme_on_the_hub_is_not_replaced_by_a_generated_card(
     assert doc["card_generated"] is False and doc["card_kept"] is True
     assert (hub.repo_dir("acme/cli") / "README.md").read_bytes() == readme
     human = push(run_cli, hub, folder, "--delete")
-    assert "is up to date (4 files unchanged)" in out(human) and "generated a model card" not in out(human)
+    assert "is up to date (4 files unchanged)" in err(human) and "generated a model card" not in err(human)
     assert (hub.repo_dir("acme/cli") / "README.md").read_bytes() == readme
 
 
