@@ -65,6 +65,13 @@ _CREDENTIAL_FILES = {
     "kubeconfig": "Kubernetes credentials file",
     "kubeconfig.yaml": "Kubernetes credentials file",
     "kubeconfig.yml": "Kubernetes credentials file",
+    # Common in notebooks and training folders; no content rule knows their keys' shapes.
+    "kaggle.json": "Kaggle API key file",
+    "application_default_credentials.json": "Google Cloud user credentials file",
+    ".s3cfg": "S3 credentials file",
+    ".databrickscfg": "Databricks credentials file",
+    ".vault-token": "Vault token file",
+    ".my.cnf": "MySQL credentials file",
 }
 _CREDENTIAL_PATHS = {
     (".docker", "config.json"): "Docker credentials file",

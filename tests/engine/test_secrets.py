@@ -116,6 +116,12 @@ def test_mask_shows_only_a_prefix_and_the_length() -> None:
         (".kube/config.backup", "Kubernetes credentials file"),
         ("service-account-prod.json", "service account key"),
         ("Service-Account.JSON", "service account key"),
+        ("notebooks/kaggle.json", "Kaggle API key file"),
+        (".config/gcloud/application_default_credentials.json", "Google Cloud user credentials file"),
+        (".s3cfg", "S3 credentials file"),
+        (".databrickscfg", "Databricks credentials file"),
+        (".vault-token", "Vault token file"),
+        (".my.cnf", "MySQL credentials file"),
     ],
 )
 def test_credential_file_names_are_flagged(path: str, kind: str) -> None:
@@ -139,6 +145,8 @@ def test_credential_file_names_are_flagged(path: str, kind: str) -> None:
         "secrets.py",  # code that reads secrets, scanned by content
         "credentials.md",
         "kubeconfig.py",
+        "kaggle.py",
+        "my.cnf",  # the server's config, not a client's login
         # Service account keys carry any name (`<project>-<hex>.json`); their content gives them
         # away (test_a_service_account_key_is_found_by_its_content), so `*key.json` is not a rule.
         "gcloud-key.json",
