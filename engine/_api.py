@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -241,7 +241,15 @@ class HubApi:
                 break
         return out[:limit]
 
-    async def repo_info(self, ref: RepoRef, revision: str | None = None, *, blobs: bool = True) -> RepoInfo:
+    async def repo_info(
+        self,
+        ref: RepoRef,
+        revision: str | None = None,
+        *,
+        blobs: bool = True,
+        answered_locally: Callable[[], bool] | None = None,
+    ) -> RepoInfo:
+        """The repo's metadata at `revision`; `answered_locally` as for `HubClient.send`."""
         path = f"/api/{ref.api_collection}/{ref.repo_id}"
         if revision is not None:
             path += f"/revision/{quote_rev(validate_revision(revision))}"
@@ -250,7 +258,10 @@ class HubApi:
             # The Hub then adds `securityRepoStatus`, its own malware/pickle scan of the files.
             params["securityStatus"] = "true"
         data = await self.client.get_json(
-            path, ctx=Ctx(ref.repo_id, revision or "main"), params=params or None
+            path,
+            ctx=Ctx(ref.repo_id, revision or "main"),
+            params=params or None,
+            answered_locally=answered_locally,
         )
         with _hub_shaped(f"info of {ref.repo_id}"):
             return RepoInfo.parse(data)

@@ -40,6 +40,11 @@ class ConnectFailed(HttpError):
         self.permanent = permanent
 
 
+class ConnectTimedOut(TimeoutError):
+    """No connection was opened within the connect timeout: reported as a timeout, and retried as
+    one, but known to mean that nothing answered at all (engine/_hub.py `_unopened`)."""
+
+
 class ConnectionBroken(HttpError):
     """The connection closed or reset before the response was complete."""
 

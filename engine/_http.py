@@ -33,6 +33,7 @@ from engine._conn import (
     Conn,
     ConnectFailed,
     ConnectionBroken,
+    ConnectTimedOut,
     HttpError,
 )
 from engine._proxy import DEFAULT_PORTS, Proxy, authority, proxy_for, public_url
@@ -51,6 +52,7 @@ __all__ = [
     "BUFFER_BYTES",
     "BadResponse",
     "ConnectFailed",
+    "ConnectTimedOut",
     "ConnectionBroken",
     "HttpError",
     "Pool",
@@ -371,8 +373,9 @@ class Pool:
                     await self._tunnel(conn, proxy, host, port)
                     assert conn.transport is not None
                     conn.transport = await loop.start_tls(conn.transport, conn, tls, server_hostname=host)
-        except TimeoutError:
-            raise  # an OSError too, but the caller reports timeouts as such
+        except TimeoutError as exc:
+            # An OSError too, but the caller reports timeouts as such.
+            raise ConnectTimedOut(f"no connection within {self.connect_timeout_s:g} s") from exc
         except OSError as exc:
             reason = _os_reason(exc)
             verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError

@@ -260,17 +260,30 @@ class HubClient:
         auth: bool = True,
         follow: bool = True,
         ok: Callable[[int], bool] = lambda s: s < 400,
+        answered_locally: Callable[[], bool] | None = None,
     ) -> HubResponse:
         """Send one request with retries; return the final response or raise a BatutaError.
 
         Redirects are followed by hand when `follow` is true, attaching the token only on the
         endpoint's origin. `ok` decides which statuses are returned instead of raised.
+        `answered_locally` is asked once, the first time no connection can even be opened
+        (nothing listens, no route, the connect timed out): True ends the request at once with
+        that error instead of retrying, as the caller holds an answer of its own. A server that
+        answers, even with a 5xx or a 429, is retried as usual.
         """
         if json is not None:
             body = jsonlib.dumps(json).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
         resp, url, payload = await self._exchange(
-            method, url, params=params, headers=headers, body=body, auth=auth, follow=follow, read=True
+            method,
+            url,
+            params=params,
+            headers=headers,
+            body=body,
+            auth=auth,
+            follow=follow,
+            read=True,
+            answered_locally=answered_locally,
         )
         response = HubResponse(resp.status, resp.headers, payload, url)
         if not ok(response.status):
@@ -294,6 +307,7 @@ class HubClient:
         auth: bool = True,
         follow: bool = True,
         read: bool,
+        answered_locally: Callable[[], bool] | None = None,
     ) -> tuple[_http.Response, str, bytes]:
         """The request loop of `send()` and `stream()`: host budget, redirects, retries.
 
@@ -356,6 +370,10 @@ class HubClient:
                     raise
             except (_http.ConnectFailed, _http.ConnectionBroken, TimeoutError, ConnectionError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connect"
+                if answered_locally is not None and _unopened(exc):
+                    ask, answered_locally = answered_locally, None
+                    if ask():
+                        raise self._transport_error(url, exc, attempt + 1) from exc
                 if attempt < self.config.retry.max_retries and not _permanent(exc):
                     attempt += 1
                     await self.wait_retry(url, attempt, reason, None)
@@ -394,8 +412,18 @@ class HubClient:
             attempts=attempts,
         )
 
-    async def get_json(self, path: str, *, ctx: Ctx = NO_CTX, params: Any = None) -> Any:
-        return (await self.send("GET", self.url(path), ctx=ctx, params=params)).json()
+    async def get_json(
+        self,
+        path: str,
+        *,
+        ctx: Ctx = NO_CTX,
+        params: Any = None,
+        answered_locally: Callable[[], bool] | None = None,
+    ) -> Any:
+        resp = await self.send(
+            "GET", self.url(path), ctx=ctx, params=params, answered_locally=answered_locally
+        )
+        return resp.json()
 
     @asynccontextmanager
     async def stream(
@@ -434,6 +462,12 @@ class HubClient:
 
 def _permanent(exc: BaseException) -> bool:
     return isinstance(exc, _http.ConnectFailed) and exc.permanent
+
+
+def _unopened(exc: BaseException) -> bool:
+    """No connection could be opened at all (refused, unknown host, no route, connect timeout):
+    nothing answered, unlike a connection that broke or a server that went silent mid-answer."""
+    return isinstance(exc, (_http.ConnectFailed, _http.ConnectTimedOut))
 
 
 async def _read_or_empty(resp: _http.Response) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import time
@@ -125,21 +126,35 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
             raise UsageError("--force-download needs the network, and offline mode is on (HF_HUB_OFFLINE)")
         return _pull_offline(ref, opts, cache, local)
 
+    @functools.cache
+    def from_disk() -> PullResult | None:
+        # Worked out on the first failure only: a pull that reaches the Hub never pays for it.
+        try:
+            return _pull_offline(ref, opts, cache, local, listed_only=True)
+        except OfflineError:
+            return None
+
     # One request gives the commit and, through `blobs=true` siblings, every file with its size
     # and digests; the tree listing is only needed when siblings are missing or incomplete.
     try:
-        info = await engine.api.repo_info(ref, opts.revision, blobs=True)
+        # A Hub that cannot even be connected to, while the disk holds the answer, is not waited
+        # for through the retry schedule (half a minute) as one that answers 5xx is: an air-gapped
+        # runner without HF_HUB_OFFLINE falls back at once, as with the official client.
+        info = await engine.api.repo_info(
+            ref,
+            opts.revision,
+            blobs=True,
+            answered_locally=None if opts.force else lambda: from_disk() is not None,
+        )
     except (TransportError, HubServerError) as exc:
         # No network, or the Hub is down: a snapshot already complete in the cache still answers,
         # as it does for the official client. Anything less is the network error itself, and so
         # is a fresh copy asked for with --force-download.
-        if opts.force:
+        if opts.force or (result := from_disk()) is None:
             raise
-        try:
-            result = _pull_offline(ref, opts, cache, local, listed_only=True)
-        except OfflineError:
-            raise exc from None
         result.hub_unreachable = str(exc)
+        result.retries = engine.client.retries
+        result.seconds = time.monotonic() - started
         engine.on_event(
             Notice(f"the Hub could not be reached ({exc}): using the cached snapshot {result.commit[:12]}")
         )

@@ -394,6 +394,8 @@ def test_an_unreachable_hub_falls_back_to_a_complete_cached_snapshot(
             assert r.exit_code == 0 and doc["commit"] == commit and doc["downloaded"] == []
             assert sorted(doc["skipped"]) == ["config.json", "model.safetensors"]
             assert doc["hub_unreachable"] and "could not be reached" in r.stderr
+            # A server that answers 503 is retried; a port where nothing listens is not.
+            assert doc["retries"] == (5 if endpoint == hub.url else 0)
         hub.reset()
     # Only a complete snapshot answers: the network error stands when a selected file is missing,
     # including one that was blocked before and is now asked for.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from engine import (
     RepoRef,
     RetryPolicy,
     RetryScheduled,
+    TransportError,
     load_config,
 )
 from engine._hub import HubClient
@@ -188,3 +191,70 @@ def test_a_storage_host_refusal_says_which_way_and_never_blames_the_token() -> N
         == "https://store.example refused the upload of https://store.example/upload/abc/1 (HTTP 403)"
     )
     assert "token" not in str(err) and "s3cr3t" not in str(err)
+
+
+@contextlib.contextmanager
+def refusing_endpoint() -> Iterator[str]:
+    """A port held bound but not listening: every connect is refused, and no one else takes it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@contextlib.contextmanager
+def unanswered_endpoint() -> Iterator[str]:
+    """A listener whose accept queue is full: the kernel drops new SYNs, so a connect times out."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        address = server.getsockname()
+        for _ in range(8):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+        yield f"http://127.0.0.1:{address[1]}"
+
+
+class Asked:
+    """An `answered_locally` callback that records each time it is asked."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer, self.times = answer, 0
+
+    def __call__(self) -> bool:
+        self.times += 1
+        return self.answer
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("endpoint", [refusing_endpoint, unanswered_endpoint])
+async def test_a_local_answer_ends_the_retries_when_no_connection_can_be_opened(
+    endpoint: Any,
+) -> None:
+    events: list[Event] = []
+    with endpoint() as url:
+        config = load_config(os.environ, endpoint=url, retry=FAST, connect_timeout_s=0.2)
+        async with HubClient(config, events.append) as client:
+            local = Asked(True)
+            with pytest.raises(TransportError, match=r"after 1 attempt\b"):
+                await client.get_json("/api/models/acme/tiny", answered_locally=local)
+            assert local.times == 1 and client.retries == 0 and events == []
+            # Nothing on disk to answer with: the whole retry schedule, and the question asked once.
+            nothing = Asked(False)
+            with pytest.raises(TransportError, match="after 6 attempts"):
+                await client.get_json("/api/models/acme/tiny", answered_locally=nothing)
+            assert nothing.times == 1
+    assert [e.attempt for e in events if isinstance(e, RetryScheduled)] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.anyio
+async def test_a_server_that_answers_5xx_is_retried_even_with_a_local_answer(hub: LocalHub) -> None:
+    hub.fail(status=503, times=50, path_contains="/api/models/acme/tiny")
+    local = Asked(True)
+    async with HubClient(cfg(hub)) as client:
+        with pytest.raises(HubServerError):
+            await client.get_json("/api/models/acme/tiny", answered_locally=local)
+        assert client.retries == 5
+    assert local.times == 0 and statuses(hub) == [503] * 6

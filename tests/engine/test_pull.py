@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from engine import (
+    ConnectError,
     Engine,
     EngineConfig,
     Event,
@@ -25,6 +26,7 @@ from engine import (
 )
 from engine._pull import PullOptions, PullResult
 from engine.testing.hub import LocalHub
+from tests.engine.test_hub import refusing_endpoint
 
 KiB = 1024
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
@@ -39,9 +41,14 @@ def hub() -> Iterator[LocalHub]:
 
 
 def cfg(hub: LocalHub, **kw: Any) -> EngineConfig:
-    base: dict[str, Any] = {"retry": FAST, "chunk_bytes": 64 * KiB, "stall_timeout_s": 5.0}
+    base: dict[str, Any] = {
+        "endpoint": hub.url,
+        "retry": FAST,
+        "chunk_bytes": 64 * KiB,
+        "stall_timeout_s": 5.0,
+    }
     base.update(kw)
-    return load_config(os.environ, endpoint=hub.url, **base)
+    return load_config(os.environ, **base)
 
 
 def pulled(config: EngineConfig, repo: str, result: PullResult, path: str = "model.safetensors") -> Path:
@@ -314,6 +321,27 @@ async def test_offline_mode_uses_the_cache_only(hub: LocalHub) -> None:
     done = await do_pull(cfg(hub, offline=True), "acme/tiny", include=("*.json",))
     assert [f.path for f in done.files] == ["config.json"]
     assert hub.stats().total == 0
+
+
+@pytest.mark.anyio
+async def test_a_hub_that_refuses_connections_is_not_retried_when_the_disk_answers(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/tiny", sample_files())
+    out = tmp_path / "plain"
+    await do_pull(cfg(hub), "acme/tiny")
+    await do_pull(cfg(hub), "acme/tiny", output=out)
+    with refusing_endpoint() as dead:
+        for dest in (None, out):
+            events: list[Event] = []
+            result = await do_pull(cfg(hub, endpoint=dead), "acme/tiny", events, output=dest)
+            assert result.hub_unreachable and "after 1 attempt" in result.hub_unreachable
+            assert not [e for e in events if isinstance(e, RetryScheduled)] and result.retries == 0
+        # Nothing on disk answers for another repo: the whole retry schedule, as before.
+        events = []
+        with pytest.raises(ConnectError, match="after 6 attempts"):
+            await do_pull(cfg(hub, endpoint=dead), "acme/other", events)
+        assert [e.attempt for e in events if isinstance(e, RetryScheduled)] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.anyio
