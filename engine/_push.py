@@ -33,17 +33,16 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from engine import _pushlocal as pushlocal
 from engine import _pushplan as pushplan
+from engine import _pushremote as pushremote
 from engine._api import validate_revision
 from engine._backoff import backoff_delay
 from engine._config import RetryPolicy
 from engine._errors import (
-    AuthRequiredError,
     ConflictError,
     HubError,
     IntegrityError,
-    NotFoundError,
-    UsageError,
     first_error,
 )
 from engine._events import BytesMoved, FileFinished, Notice, PlanReady
@@ -54,17 +53,15 @@ from engine._hashing import (
     Hasher,
     HashJob,
     LocalFile,
-    collect_files,
     digest_bytes,
-    local_file,
 )
 from engine._models import RemoteFile, RepoRef
 from engine._pushgate import check_secrets
+from engine._pushlocal import CARD
 from engine._pushplan import (
     commit_message,
     digests_needed,
     guess_lfs,
-    guess_space_sdk,
     plan_commits,
     same_content,
 )
@@ -78,8 +75,6 @@ from engine._upload import (
     LfsObject,
     commit,
     commit_payload,
-    create_branch,
-    create_repo,
     lfs_batch,
     preupload,
     read_sample,
@@ -94,10 +89,6 @@ if TYPE_CHECKING:
     from engine._engine import Engine
 
 _NEVER_DELETE = frozenset({".gitattributes"})
-CARD = "README.md"
-GITIGNORE = ".gitignore"
-GITIGNORE_MAX_BYTES = 1 << 20  # patterns, not data: a larger one is read in part
-SDK_SNIFF_BYTES = 64 << 10  # of README.md and app.py, to tell a new Space's SDK
 PARTS_IN_FLIGHT = 8
 # A commit whose parent moved is retried on the new head this many times (when it touched none
 # of the same files): enough for a handful of concurrent pushers, each retry one info + tree read.
@@ -117,57 +108,6 @@ PREUPLOAD_WAIT_S = 2.0
 PREUPLOAD_POLL_S = 0.02
 
 
-async def _remote_state(
-    engine: Engine, ref: RepoRef, opts: PushOptions, notices: list[str], sdk: str
-) -> tuple[str | None, dict[str, RemoteFile], bool]:
-    """(head commit, files at head, repo created) — creating the repo (a Space with `sdk`) or
-    branch unless dry-run."""
-    api, client = engine.api, engine.client
-    created = False
-    try:
-        info = await api.repo_info(ref, opts.revision, blobs=False)
-    except NotFoundError as exc:
-        branch_missing = exc.code == "RevisionNotFound"
-        if opts.dry_run:
-            notices.append(
-                f"{'branch ' + opts.revision if branch_missing else ref.repo_id} does not exist yet"
-            )
-            return None, {}, False
-        if not branch_missing:
-            created = await create_repo(client, ref, private=opts.private, sdk=sdk)
-        if opts.revision != "main":
-            await create_branch(client, ref, opts.revision)
-        info = await api.repo_info(ref, opts.revision, blobs=False)
-    except AuthRequiredError:
-        if not opts.dry_run or engine.config.token is not None:
-            raise  # a token the Hub refused is an error in a dry run too, not "no token"
-        notices.append(f"{ref.repo_id} is not visible without a token: every file is shown as new")
-        return None, {}, False
-    head, tree = await _tree_at(engine, ref, opts.revision, info.sha or None)
-    return head, tree, created
-
-
-async def _head_tree(engine: Engine, ref: RepoRef, revision: str) -> tuple[str | None, dict[str, RemoteFile]]:
-    info = await engine.api.repo_info(ref, revision, blobs=False)
-    return await _tree_at(engine, ref, revision, info.sha or None)
-
-
-async def _tree_at(
-    engine: Engine, ref: RepoRef, revision: str, head: str | None
-) -> tuple[str | None, dict[str, RemoteFile]]:
-    """The files at commit `head` of `revision`, read again from the new head should the branch
-    move on between the two reads (a server without history cannot list an old commit then)."""
-    attempt = 0
-    while True:
-        try:
-            return head, {f.path: f for f in await engine.api.list_tree(ref, head or revision)}
-        except NotFoundError:
-            attempt += 1
-            if head is None or attempt > REBASE_ATTEMPTS:
-                raise
-        head = (await engine.api.repo_info(ref, revision, blobs=False)).sha or None
-
-
 async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions) -> PushResult:
     """Upload what changed in `folder` (or the one file it names) to `ref` at `options.revision`,
     under `options.path_in_repo`; see the module docstring.
@@ -178,7 +118,7 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     """
     validate_revision(options.revision)
     prefix = pushplan.repo_folder(options.path_in_repo)
-    root, files = await anyio.to_thread.run_sync(_local_files, folder, options)
+    root, files = await anyio.to_thread.run_sync(pushlocal.local_files, folder, options)
     cache = await anyio.to_thread.run_sync(HashCache.under, engine.config.hf_home, engine.config.hub_cache)
     try:
         await anyio.to_thread.run_sync(check_secrets, root, files, cache, engine.config.scan_processes)
@@ -193,21 +133,6 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
             raise first_error(group) from None
     finally:
         cache.close()
-
-
-def _local_files(path: Path, opts: PushOptions) -> tuple[Path, list[LocalFile]]:
-    """(the folder the paths are relative to, the files to push): a folder's selected files, or
-    the one file `path` names."""
-    if not path.is_file():
-        return path, collect_files(path, opts.include, opts.exclude)
-    if opts.delete:
-        raise UsageError("--delete needs a folder: it removes remote files that the folder lacks")
-    if opts.include or opts.exclude:
-        raise UsageError("--include/--exclude select files in a folder; PATH is one file")
-    one = local_file(path, path.name)
-    if one is None:
-        raise UsageError(f"'{path}' is not a regular file")
-    return path.parent, [one]
 
 
 def _refused(f: LocalFile, exc: BaseException) -> BaseException:
@@ -265,7 +190,7 @@ class _Run:
         self.created = self.card = self.card_kept = False
         self.uploaded = self.inline = self.reused = 0
         self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
-        self.gitignore = _gitignore_text(files)
+        self.gitignore = pushlocal.gitignore_text(files)
 
     async def go(self, folder: Path, *, whole: bool = True) -> PushResult:
         """Push the files of `folder`; `whole`: the folder is the repo's root (a card may be due)."""
@@ -274,8 +199,8 @@ class _Run:
         async def read_remote() -> None:
             sdk = "gradio"
             if ref.repo_type == "space":
-                sdk = await anyio.to_thread.run_sync(_space_sdk, self.files)
-            self.head, self.remote, self.created = await _remote_state(
+                sdk = await anyio.to_thread.run_sync(pushlocal.space_sdk, self.files)
+            self.head, self.remote, self.created = await pushremote.remote_state(
                 self.engine, ref, opts, self.notices, sdk
             )
 
@@ -581,7 +506,7 @@ class _Run:
         Pushes of different files to one repo (a CI matrix, an eval job beside a training job)
         then all land, as with `hf upload`; a file that both changed is never overwritten blind.
         """
-        head, tree = await _head_tree(self.engine, self.ref, revision)
+        head, tree = await pushremote.head_tree(self.engine, self.ref, revision)
         mine = {f.rel for f in self.files} | set(self.deletes)
         if self.card and CARD in tree and CARD not in self.remote:
             # Both pushes generated a card: the one that landed stands, as for any README there.
@@ -642,29 +567,6 @@ class _Run:
             lfs_reused=self.reused,
             notices=tuple(self.notices),
         )
-
-
-def _space_sdk(files: Sequence[LocalFile]) -> str:
-    """What a new Space runs on, judged by the README's front matter, app.py and the file names."""
-
-    by_rel = {f.rel: f.path for f in files if f.path is not None}
-
-    def head(rel: str) -> str | None:
-        if (path := by_rel.get(rel)) is None:
-            return None
-        with path.open("rb") as f:
-            return f.read(SDK_SNIFF_BYTES).decode("utf-8", errors="replace")
-
-    return guess_space_sdk((f.rel for f in files), head(CARD), head("app.py"))
-
-
-def _gitignore_text(files: Sequence[LocalFile]) -> str | None:
-    """The `.gitignore` this push sends, if any: the Hub ignores what it lists from this commit on,
-    so it must apply to the files committed with it, not only to later pushes."""
-    for f in files:
-        if f.rel == GITIGNORE and f.path is not None:
-            return f.path.read_bytes()[:GITIGNORE_MAX_BYTES].decode("utf-8", errors="replace")
-    return None
 
 
 def _path(f: LocalFile) -> Path:
