@@ -10,7 +10,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import anyio
 
@@ -124,10 +124,10 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
     if config.offline:
         if opts.force:
             raise UsageError("--force-download needs the network, and offline mode is on (HF_HUB_OFFLINE)")
-        return _pull_offline(ref, opts, cache, local)
+        return _pull_offline(ref, opts, cache, local).result
 
     @functools.cache
-    def from_disk() -> PullResult | None:
+    def from_disk() -> _OnDisk | None:
         # Worked out on the first failure only: a pull that reaches the Hub never pays for it.
         try:
             return _pull_offline(ref, opts, cache, local, listed_only=True)
@@ -150,14 +150,13 @@ async def pull(engine: Engine, ref: RepoRef, opts: PullOptions) -> PullResult:
         # No network, or the Hub is down: a snapshot already complete in the cache still answers,
         # as it does for the official client. Anything less is the network error itself, and so
         # is a fresh copy asked for with --force-download.
-        if opts.force or (result := from_disk()) is None:
+        if opts.force or (answer := from_disk()) is None:
             raise
+        result = answer.result
         result.hub_unreachable = str(exc)
         result.retries = engine.client.retries
         result.seconds = time.monotonic() - started
-        engine.on_event(
-            Notice(f"the Hub could not be reached ({exc}): using the cached snapshot {result.commit[:12]}")
-        )
+        engine.on_event(Notice(f"the Hub could not be reached ({exc}): using {answer.basis}"))
         return result
     commit = info.sha
     # A legacy bare id (`gpt2`) answers with its `namespace/name`: file URLs use that and save a
@@ -377,21 +376,27 @@ def _content_matches(path: Path, f: RemoteFile) -> bool:
     return (d.sha256 if f.is_lfs else d.sha1) == f.etag
 
 
+class _OnDisk(NamedTuple):
+    """A pull answered from disk, and what the answer rests on (for the fallback's notice)."""
+
+    result: PullResult
+    basis: str
+
+
 def _pull_offline(
     ref: RepoRef, opts: PullOptions, cache: RepoCache, local: LocalDir | None, *, listed_only: bool = False
-) -> PullResult:
+) -> _OnDisk:
     """No network at all: succeed from what is on disk when the snapshot is complete.
 
-    `listed_only` (the fallback when the Hub cannot be reached): only a snapshot whose file list
-    was recorded counts, as without one a partial snapshot looks complete.
+    `listed_only` (the fallback when the Hub cannot be reached): in the cache, only a snapshot
+    whose file list was recorded counts, as the official client's single-file downloads leave one
+    that looks complete. A folder (-o) answers as it does offline, the notice saying on what.
     """
     label = f"{ref.repo_id}@{opts.revision}"
     recorded = local.snapshot_of(ref, opts.revision) if local is not None else None
     if recorded is not None:
         commit, files = recorded
     elif local is not None:
-        if listed_only:
-            raise OfflineError(f"{local.root} has no file list recorded for {label}")
         # A folder from the official client or an older batuta: only its metadata tells.
         files = _local_files(local)
         commit = local.commit_of(files[0].path)
@@ -416,7 +421,7 @@ def _pull_offline(
     planned = [
         PlannedFile(f.path, (root / f.path).stat().st_size, f.is_lfs, "present") for f in selection.selected
     ]
-    return PullResult(
+    result = PullResult(
         ref.repo_id,
         ref.repo_type,
         opts.revision,
@@ -426,6 +431,17 @@ def _pull_offline(
         planned,
         _blocked(selection.blocked),
     )
+    at = commit[:12] or "an unknown commit"
+    if local is None:
+        basis = f"the cached snapshot {at}"
+    elif recorded is not None:
+        basis = f"{root} at {at}, complete by the file list recorded there"
+    else:
+        basis = (
+            f"the {len(planned)} files of {root} that its download metadata lists, at {at} (no file"
+            " list is recorded there, so a file never downloaded into it would go unnoticed)"
+        )
+    return _OnDisk(result, basis)
 
 
 def _verified_here(local: LocalDir, f: RemoteFile, commit: str) -> bool:

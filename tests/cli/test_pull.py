@@ -420,6 +420,34 @@ def test_an_unreachable_hub_falls_back_to_a_complete_cached_snapshot(
     assert r.exit_code in (ExitCode.NOT_FOUND, ExitCode.AUTH_REQUIRED)
 
 
+def test_an_unreachable_hub_accepts_a_folder_of_the_official_client_as_offline_mode_does(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add_repo("acme/official", {"config.json": b"{}", "model.safetensors": b"w" * 64})
+    out = tmp_path / "official"
+    _official(
+        f'from huggingface_hub import snapshot_download; snapshot_download("acme/official", local_dir={str(out)!r})',
+        hub,
+        tmp_path / "official-home",
+    )
+    pull = ["hf", "pull", "model", "acme/official", "-o", str(out), "--json"]
+    dead = _closed_port_url()
+    r = run_cli("--endpoint", dead, *pull)
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0 and doc["hub_unreachable"] and doc["downloaded"] == []
+    assert sorted(doc["skipped"]) == ["config.json", "model.safetensors"]
+    # The notice says the answer rests on the folder's download metadata, not on a file list.
+    assert f"using the 2 files of {out} that its download metadata lists" in r.stderr
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = run_cli(*pull)
+    assert offline.exit_code == 0 and json.loads(offline.stdout)["files"] == doc["files"]
+    # A file the metadata lists but the folder lost: the network error stands.
+    (out / "config.json").unlink()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    r = run_cli("--endpoint", dead, *pull)
+    assert r.exit_code == ExitCode.UNREACHABLE and "could not be reached" not in r.stderr
+
+
 def test_official_client_trusts_batuta_local_dir_metadata(
     run_cli: Run, hub: LocalHub, tmp_path: Path
 ) -> None:
