@@ -159,10 +159,12 @@ def push_summary(result: PushResult, *, as_json: bool) -> None:
         f"({human_bytes(result.bytes_uploaded + result.bytes_inline)} sent{reused})",
         err=True,
     )
-    for c in result.commits:
+    # The last commit's (or the pull request's) URL is the stdout line; earlier parts of a split
+    # push are listed here.
+    for c in result.commits[:-1]:
         line(f"commit {c.oid[:12]}  {c.url}", err=True)
     if result.pr_url:
-        line(f"pull request #{result.pr_number} into {result.revision}: {result.pr_url}", err=True)
+        line(f"opened pull request #{result.pr_number} into {result.revision}", err=True)
     if made := result.pr_url or (result.commits[-1].url if result.commits else None):
         line(made)
 
