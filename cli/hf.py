@@ -251,6 +251,8 @@ def pull(
         allow_unsafe=allow_unsafe,
         dry_run=dry_run,
     )
-    with render.transfer_progress(quiet=quiet or as_json or dry_run, verbose=verbose(ctx)) as on_event:
+    # HF_HUB_DISABLE_PROGRESS_BARS silences the display as --quiet does; notices and the summary stay.
+    silent = quiet or as_json or dry_run or not config.progress_bars
+    with render.transfer_progress(quiet=silent, verbose=verbose(ctx)) as on_event:
         result = run_engine(config, lambda e: e.pull(ref, options), on_event)
     render.pull_summary(result, as_json=as_json, named=options.paths)

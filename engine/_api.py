@@ -205,7 +205,9 @@ class HubApi:
         for _ in range(MAX_TREE_PAGES):
             if next_url is None:
                 return
-            resp = await self.client.send("GET", next_url, ctx=ctx, params=params)
+            resp = await self.client.send(
+                "GET", next_url, ctx=ctx, params=params, timeout_s=self.client.config.metadata_timeout_s
+            )
             data = resp.json()
             if not isinstance(data, list):
                 raise ProtocolError(f"expected a JSON list from {next_url.split('?')[0]}")

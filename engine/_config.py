@@ -6,6 +6,7 @@ explicit argument > environment variable > token file > default.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,8 +63,12 @@ class EngineConfig:
     api_limits: HostLimits = API_LIMITS
     resolve_limits: HostLimits = RESOLVE_LIMITS
     connect_timeout_s: float = 10.0
-    # A connection that delivers no byte for this long is dropped and its range retried.
+    # A connection that delivers no byte for this long (or takes none of a body being sent) is
+    # dropped and its request or range retried.
     stall_timeout_s: float = 30.0
+    # Metadata requests (repo info, file lists, search, the HEAD that locates a large file): each
+    # attempt's connect and each wait for a byte. None: connect_timeout_s and stall_timeout_s.
+    metadata_timeout_s: float | None = None
     max_connections: int = 32
     # Range size, measured with benchmarks/bench_pull.py (40 MB/s per connection, 30 ms latency):
     # 4, 8 and 16 MiB give the same throughput, but the sha256 of a file can only advance over
@@ -78,6 +83,8 @@ class EngineConfig:
     # spawned worker re-imports the program's __main__, which only a guarded entry point (the
     # CLI's) can afford, so a program that embeds the engine opts in.
     scan_processes: int = 1
+    # Whether the CLI may draw live progress (HF_HUB_DISABLE_PROGRESS_BARS); the engine never draws.
+    progress_bars: bool = True
 
     @property
     def endpoint_origin(self) -> tuple[str, str, int]:
@@ -216,6 +223,8 @@ def load_config(
         # As huggingface_hub decides it: HF_HUB_OFFLINE, when set and not empty, alone decides
         # ("0" is online whatever TRANSFORMERS_OFFLINE says); TRANSFORMERS_OFFLINE only stands in.
         "offline": _truthy(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE")),
+        # huggingface_hub's rule: only a true value disables; any other value leaves progress on.
+        "progress_bars": not _truthy(env.get("HF_HUB_DISABLE_PROGRESS_BARS")),
     }
     tuning = _tuning(env)
     kwargs.update(tuning)
@@ -223,14 +232,22 @@ def load_config(
     return EngineConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def _float_env(env: Mapping[str, str], name: str) -> float | None:
+def _float_env(env: Mapping[str, str], name: str, *, zero_is_default: bool = False) -> float | None:
+    """Seconds from `name`, None when unset or empty (and with `zero_is_default`, when 0).
+
+    Raises UsageError for anything but a finite positive number.
+    """
     raw = env.get(name)
     if not raw:
         return None
     try:
         value = float(raw)
     except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, got '{raw}'") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a number of seconds, got '{raw}'")
+    if value == 0 and zero_is_default:
+        return None
     if value <= 0:
         raise UsageError(f"{name} must be positive, got '{raw}'")
     return value
@@ -238,7 +255,15 @@ def _float_env(env: Mapping[str, str], name: str) -> float | None:
 
 def _tuning(env: Mapping[str, str]) -> dict[str, object]:
     """Knobs for tests and unusual networks: BATUTA_RETRY_BASE_S, BATUTA_RETRY_CAP_S,
-    BATUTA_RETRY_MAX_WAIT_S, BATUTA_STALL_TIMEOUT_S."""
+    BATUTA_RETRY_MAX_WAIT_S, BATUTA_STALL_TIMEOUT_S; and huggingface_hub's timeouts, as close as
+    batuta has them (0 keeps the default there, so here too):
+
+    - HF_HUB_DOWNLOAD_TIMEOUT, there the connect and read timeout of a download (httpx: the
+      longest wait for the next piece of the body): here `connect_timeout_s` and the stall
+      watchdog `stall_timeout_s`, of every request. BATUTA_STALL_TIMEOUT_S wins for the stall.
+    - HF_HUB_ETAG_TIMEOUT, there the timeout of the metadata request of a file: here
+      `metadata_timeout_s`, the same two bounds for metadata requests only.
+    """
     out: dict[str, object] = {}
     base, cap = _float_env(env, "BATUTA_RETRY_BASE_S"), _float_env(env, "BATUTA_RETRY_CAP_S")
     longest = _float_env(env, "BATUTA_RETRY_MAX_WAIT_S")
@@ -249,7 +274,13 @@ def _tuning(env: Mapping[str, str]) -> dict[str, object]:
             cap_s=cap or default.cap_s,
             max_wait_s=longest or default.max_wait_s,
         )
-    stall = _float_env(env, "BATUTA_STALL_TIMEOUT_S")
+    download = _float_env(env, "HF_HUB_DOWNLOAD_TIMEOUT", zero_is_default=True)
+    if download is not None:
+        out["connect_timeout_s"] = download
+    stall = _float_env(env, "BATUTA_STALL_TIMEOUT_S") or download
     if stall is not None:
         out["stall_timeout_s"] = stall
+    metadata = _float_env(env, "HF_HUB_ETAG_TIMEOUT", zero_is_default=True)
+    if metadata is not None:
+        out["metadata_timeout_s"] = metadata
     return out

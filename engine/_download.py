@@ -225,7 +225,10 @@ class Downloader:
         """The URL that serves the bytes: follow same-origin redirects, stop at another host (the CDN)."""
         url = job.resolve_url
         for _ in range(MAX_REDIRECTS):
-            resp = await self.client.send("HEAD", url, ctx=job.ctx, follow=False)
+            # The official client's "etag" request: HF_HUB_ETAG_TIMEOUT bounds it there and here.
+            resp = await self.client.send(
+                "HEAD", url, ctx=job.ctx, follow=False, timeout_s=self.client.config.metadata_timeout_s
+            )
             location = resp.headers.get("location")
             if resp.status not in REDIRECTS or not location:
                 return url

@@ -187,8 +187,13 @@ class Pool:
         params: Params = None,
         headers: Mapping[str, str] | None = None,
         body: Body = None,
+        timeout_s: float | None = None,
     ) -> Response:
-        """Send a request and return once the response head is in; the caller must release it."""
+        """Send a request and return once the response head is in; the caller must release it.
+
+        `timeout_s` bounds this request's connect and each wait for a byte (its head, its body),
+        in place of the pool's `connect_timeout_s` and `stall_s`.
+        """
         scheme, host, port, target = request_target(url, params)
         key = (scheme, host, port)
         proxy = self._route(key)
@@ -200,7 +205,8 @@ class Pool:
                 extra["Proxy-Authorization"] = proxy.auth
         head = self._head(method, host, port, scheme, target, extra, body)
         while True:
-            conn, reused = await self._checkout(key)
+            conn, reused = await self._checkout(key, timeout_s or self.connect_timeout_s)
+            conn.stall_s = timeout_s or self.stall_s  # a connection serves requests of both kinds
             sent = False
             try:
                 try:
@@ -274,7 +280,7 @@ class Pool:
             return status, headers
         raise BadResponse("too many interim responses")
 
-    async def _checkout(self, key: tuple[str, str, int]) -> tuple[Conn, bool]:
+    async def _checkout(self, key: tuple[str, str, int], connect_timeout_s: float) -> tuple[Conn, bool]:
         if self._closed:
             raise ConnectionBroken("the connection pool is closed")
         now = time.monotonic()
@@ -291,7 +297,7 @@ class Pool:
         conn = Conn(key, self.stall_s)
         self._open.add(conn)
         try:
-            await self._connect(conn)
+            await self._connect(conn, connect_timeout_s)
         except BaseException:
             self._drop(conn)
             raise
@@ -343,13 +349,13 @@ class Pool:
                 return True
         return False
 
-    async def _connect(self, conn: Conn) -> None:
+    async def _connect(self, conn: Conn, timeout_s: float) -> None:
         scheme, host, port = conn.key
         loop = asyncio.get_running_loop()
         tls = _tls_context() if scheme == "https" else None
         proxy = self._route(conn.key)
         try:
-            async with asyncio.timeout(self.connect_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if proxy is None:
                     await loop.create_connection(
                         lambda: conn,
@@ -375,7 +381,7 @@ class Pool:
                     conn.transport = await loop.start_tls(conn.transport, conn, tls, server_hostname=host)
         except TimeoutError as exc:
             # An OSError too, but the caller reports timeouts as such.
-            raise ConnectTimedOut(f"no connection within {self.connect_timeout_s:g} s") from exc
+            raise ConnectTimedOut(f"no connection within {timeout_s:g} s") from exc
         except OSError as exc:
             reason = _os_reason(exc)
             verify = getattr(exc, "verify_message", None)  # ssl.SSLCertVerificationError

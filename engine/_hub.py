@@ -261,11 +261,14 @@ class HubClient:
         follow: bool = True,
         ok: Callable[[int], bool] = lambda s: s < 400,
         answered_locally: Callable[[], bool] | None = None,
+        timeout_s: float | None = None,
     ) -> HubResponse:
         """Send one request with retries; return the final response or raise a BatutaError.
 
         Redirects are followed by hand when `follow` is true, attaching the token only on the
-        endpoint's origin. `ok` decides which statuses are returned instead of raised.
+        endpoint's origin. `ok` decides which statuses are returned instead of raised. `timeout_s`
+        bounds each attempt's connect and each wait for a byte (default: the config's
+        `connect_timeout_s` and `stall_timeout_s`); metadata requests pass `metadata_timeout_s`.
         `answered_locally` is asked once, the first time no connection can even be opened
         (nothing listens, no route, the connect timed out): True ends the request at once with
         that error instead of retrying, as the caller holds an answer of its own. A server that
@@ -284,6 +287,7 @@ class HubClient:
             follow=follow,
             read=True,
             answered_locally=answered_locally,
+            timeout_s=timeout_s,
         )
         response = HubResponse(resp.status, resp.headers, payload, url)
         if not ok(response.status):
@@ -308,6 +312,7 @@ class HubClient:
         follow: bool = True,
         read: bool,
         answered_locally: Callable[[], bool] | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[_http.Response, str, bytes]:
         """The request loop of `send()` and `stream()`: host budget, redirects, retries.
 
@@ -334,7 +339,9 @@ class HubClient:
             else:
                 data = body() if callable(body) else body
             try:
-                resp = await self._pool.request(method, url, params=params, headers=req_headers, body=data)
+                resp = await self._pool.request(
+                    method, url, params=params, headers=req_headers, body=data, timeout_s=timeout_s
+                )
                 try:
                     hdrs, status = resp.headers, resp.status
                     self._observe(url, hdrs)
@@ -420,8 +427,14 @@ class HubClient:
         params: Any = None,
         answered_locally: Callable[[], bool] | None = None,
     ) -> Any:
+        """GET the JSON at an API `path`: a metadata request (`metadata_timeout_s`)."""
         resp = await self.send(
-            "GET", self.url(path), ctx=ctx, params=params, answered_locally=answered_locally
+            "GET",
+            self.url(path),
+            ctx=ctx,
+            params=params,
+            answered_locally=answered_locally,
+            timeout_s=self.config.metadata_timeout_s,
         )
         return resp.json()
 

@@ -19,6 +19,8 @@ import pytest
 
 from cli.errors import ExitCode
 from engine.testing.hub import LocalHub
+from tests.cli.test_terminal import HIDE_CURSOR, env_for
+from tests.cli.test_terminal import run as run_on_terminal
 from tests.conftest import CliResult, json_endpoint
 
 Run = Callable[..., CliResult]
@@ -446,6 +448,18 @@ def test_an_unreachable_hub_accepts_a_folder_of_the_official_client_as_offline_m
     monkeypatch.delenv("HF_HUB_OFFLINE")
     r = run_cli("--endpoint", dead, *pull)
     assert r.exit_code == ExitCode.UNREACHABLE and "could not be reached" not in r.stderr
+
+
+def test_hf_hub_disable_progress_bars_silences_the_display_as_quiet_does(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/term", {"config.json": b"{}", "model.safetensors": os.urandom(4 * MiB)})
+    hub.throttle(per_conn_bytes_s=8 * MiB)  # long enough for a display to draw
+    pull = ["hf", "pull", "model", "acme/term"]
+    for value, drawn in [("1", False), ("0", True)]:  # the official client's rule: only true disables
+        env = {**env_for(hub, tmp_path / "home"), "HF_HUB_DISABLE_PROGRESS_BARS": value}
+        code, screen, _ = run_on_terminal([*pull, "-o", str(tmp_path / value)], env)
+        assert code == 0 and (HIDE_CURSOR in screen) is drawn and "pulled acme/term@main" in screen
 
 
 def test_official_client_trusts_batuta_local_dir_metadata(

@@ -65,6 +65,42 @@ def test_bad_endpoint_and_knobs(tmp_path: Path) -> None:
     assert load_config({"HF_HOME": str(tmp_path), "BATUTA_RETRY_MAX_WAIT_S": "30"}).retry.max_wait_s == 30.0
 
 
+def test_huggingface_hub_timeouts_and_progress_variables(tmp_path: Path) -> None:
+    home = {"HF_HOME": str(tmp_path)}
+    default = load_config(home)
+    assert (default.connect_timeout_s, default.stall_timeout_s, default.metadata_timeout_s) == (
+        10.0,
+        30.0,
+        None,
+    )
+    assert default.progress_bars
+    # The download timeout is the connect timeout and the stall watchdog; the etag timeout bounds
+    # metadata requests only; BATUTA_STALL_TIMEOUT_S, batuta's own name, wins for the stall.
+    cfg = load_config({**home, "HF_HUB_DOWNLOAD_TIMEOUT": "60", "HF_HUB_ETAG_TIMEOUT": "2.5"})
+    assert (cfg.connect_timeout_s, cfg.stall_timeout_s, cfg.metadata_timeout_s) == (60.0, 60.0, 2.5)
+    cfg = load_config({**home, "HF_HUB_DOWNLOAD_TIMEOUT": "60", "BATUTA_STALL_TIMEOUT_S": "5"})
+    assert (cfg.connect_timeout_s, cfg.stall_timeout_s) == (60.0, 5.0)
+    # As for the official client, 0 keeps the default.
+    assert load_config({**home, "HF_HUB_DOWNLOAD_TIMEOUT": "0", "HF_HUB_ETAG_TIMEOUT": "0"}) == default
+    for value, expected in [("1", False), ("TRUE", False), ("on", False), ("0", True), ("no", True)]:
+        assert load_config({**home, "HF_HUB_DISABLE_PROGRESS_BARS": value}).progress_bars is expected
+
+
+@pytest.mark.parametrize("name", ["HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT", "BATUTA_STALL_TIMEOUT_S"])
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_bad_timeout_variable_is_a_usage_error(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(UsageError, match=f"^{name} must be (a number of seconds|positive), got '{value}'$"):
+        load_config({"HF_HOME": str(tmp_path), name: value})
+
+
+def test_a_bad_timeout_variable_is_one_line_and_exit_2(run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "10s")
+    r = run_cli("--endpoint", "http://127.0.0.1:9", "hf", "pull", "model", "acme/tiny")
+    assert (
+        r.exit_code == 2 and r.stderr == "error: HF_HUB_ETAG_TIMEOUT must be a number of seconds, got '10s'\n"
+    )
+
+
 def test_offline_from_either_variable_as_the_official_client_reads_them(tmp_path: Path) -> None:
     home = {"HF_HOME": str(tmp_path)}
     # HF_HUB_OFFLINE, when set to anything, decides alone: "0" means online whatever

@@ -23,10 +23,12 @@ from engine import (
     RepoRef,
     RetryPolicy,
     RetryScheduled,
+    TransferTimeoutError,
     TransportError,
     load_config,
 )
 from engine._hub import HubClient
+from engine._pull import PullOptions
 from engine.testing.hub import LocalHub
 
 FAST = RetryPolicy(base_s=0.01, cap_s=0.05)
@@ -258,3 +260,25 @@ async def test_a_server_that_answers_5xx_is_retried_even_with_a_local_answer(hub
             await client.get_json("/api/models/acme/tiny", answered_locally=local)
         assert client.retries == 5
     assert local.times == 0 and statuses(hub) == [503] * 6
+
+
+@pytest.mark.anyio
+async def test_hf_hub_etag_timeout_bounds_metadata_requests_not_downloads(
+    hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add_repo("acme/weights", {"model.safetensors": os.urandom(64 * 1024)})
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "0.3")
+    ref = RepoRef.parse("model", "acme/weights")
+    events: list[Event] = []
+    async with Engine(cfg(hub), on_event=events.append) as engine:
+        hub.throttle(latency_s=1.0)  # the file's bytes start after 1 s: a download, not metadata
+        result = await engine.pull(ref, PullOptions())
+        assert result.downloaded == ["model.safetensors"] and retries_in(events) == []
+        hub.throttle(api_latency_s=1.0)  # every API answer takes 1 s
+        with pytest.raises(TransferTimeoutError, match="did not answer in time after 6 attempts"):
+            await engine.info(ref)
+    assert [e.reason for e in retries_in(events)] == ["timeout"] * 5
+
+
+def retries_in(events: list[Event]) -> list[RetryScheduled]:
+    return [e for e in events if isinstance(e, RetryScheduled)]
