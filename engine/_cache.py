@@ -38,13 +38,28 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def inside(root: Path, rel: str) -> Path:
-    """`root/rel`, refusing anything that would land outside `root` (even through symlinks)."""
+    """`root/rel`, refusing it when a symlink in `root` leads it outside.
+
+    `rel` is a repo path that passed `safe_relpath` (no `..`, not absolute: a server sending such
+    a name is a ProtocolError there), so only a link already in the folder can lead out. That is
+    the folder's doing, not the server's: UsageError naming the path and the link.
+    """
     target = root / rel
     real_root = os.path.realpath(root)
-    real_parent = os.path.realpath(target.parent)
-    if os.path.commonpath([real_root, real_parent]) != real_root:
-        raise UsageError(f"refusing unsafe path from server: '{rel}'")
-    return target
+    if _within(real_root, target.parent):
+        return target
+    link = root
+    for part in Path(rel).parent.parts:
+        link /= part
+        if not _within(real_root, link):
+            break
+    raise UsageError(
+        f"refusing '{rel}': {link} is a link leading outside {root}, to {os.path.realpath(link)}"
+    )
+
+
+def _within(real_root: str, path: Path) -> bool:
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
 
 
 @functools.cache

@@ -405,6 +405,26 @@ async def test_a_folder_in_the_way_fails_that_file_with_one_line(hub: LocalHub, 
 
 
 @pytest.mark.anyio
+async def test_a_link_in_the_folder_leading_outside_is_named_not_blamed_on_the_server(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.add_repo("acme/linked", {"config.json": b"{}", "sub/model.safetensors": b"w" * 100})
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "sub").symlink_to(elsewhere)
+    result = await do_pull(cfg(hub), "acme/linked", output=out)
+    # The server's path is a clean one: the folder's own link is what leads out, so the failure
+    # names that link (a usage error, this file only), and nothing is written through it.
+    assert result.downloaded == ["config.json"] and list(elsewhere.iterdir()) == []
+    assert [(f.path, f.kind) for f in result.failed] == [("sub/model.safetensors", "UsageError")]
+    assert result.failed[0].reason == (
+        f"refusing 'sub/model.safetensors': {out / 'sub'} is a link leading outside {out},"
+        f" to {elsewhere.resolve()}"
+    )
+
+
+@pytest.mark.anyio
 async def test_partials_of_files_completed_elsewhere_are_dropped(hub: LocalHub, tmp_path: Path) -> None:
     big_repo(hub, "acme/left")
     config = cfg(hub)
