@@ -14,7 +14,8 @@ import xxhash
 from engine._errors import SecretsFoundError
 from engine._hashing import HashCache, LocalFile
 
-_SCANNER_SOURCES = ("_secrets.py", "_secretfiles.py")  # the rules, and what of each file is read
+# The rules, what of each file is read, and what of each archive.
+_SCANNER_SOURCES = ("_secrets.py", "_secretfiles.py", "_secretarchives.py")
 
 
 def scanner_id() -> str:

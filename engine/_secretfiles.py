@@ -68,8 +68,11 @@ def is_binary_file(file: Path, path: str) -> bool:
 
 def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
-        if is_archive(path) and (found := scan_archive(f, path, scan_stream)) is not None:
-            return found
+        if is_archive(path) and (scan := scan_archive(f, path, scan_stream)) is not None:
+            if scan.complete:
+                return scan.findings
+            f.seek(0)  # a part did not open: its raw bytes are searched as well
+            return scan.findings + _scan_binary(f, path)
         f.seek(0)
         return _scan_binary(f, path) if binary else scan_stream(f, path)
 

@@ -534,9 +534,9 @@ async def test_upload_plan_is_announced_before_hashing_ends(hub: LocalHub, tmp_p
 def test_scanner_id_is_the_fingerprint_of_the_scanner_source() -> None:
     import xxhash
 
-    from engine import _secretfiles, _secrets
+    from engine import _secretarchives, _secretfiles, _secrets
 
-    sources = Path(_secrets.__file__).read_bytes() + Path(_secretfiles.__file__).read_bytes()
+    sources = b"".join(Path(str(m.__file__)).read_bytes() for m in (_secrets, _secretfiles, _secretarchives))
     assert _pushgate.scanner_id() == xxhash.xxh3_64_hexdigest(sources)
 
 

@@ -7,6 +7,7 @@ import lzma
 import pickle
 import random
 import string
+import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -826,3 +827,49 @@ def test_archive_reads_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert found[:3] == ["plain.tar!/a/first.py", "plain.tar!/a/late.py", "plain.tar!/a/.env"]
     # The compressed tar: nothing past the first 256 KiB of stream, which ends in the filler.
     assert found[3:] == ["packed.tar.gz!/a/first.py"]
+
+
+def test_a_damaged_archive_keeps_what_was_read_before_the_damage(tmp_path: Path) -> None:
+    # Review repro: a truncated .jsonl.gz with a token on line 1 was pushed (the findings made
+    # before the read error were dropped, and the fallback skimmed compressed bytes).
+    text = f'{{"t": "{HF_TOKEN}"}}\n'.encode() + b'{"a": 1}\n' * 200_000
+    whole = gzip.compress(text)
+    tar = tar_bytes({"a/run.py": f"t = '{GH_TOKEN}'\n".encode(), "a/big.txt": b"x\n" * 500_000}, "w:gz")
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("ok.py", f"t = '{GH_TOKEN}'\n")
+        zf.writestr("bad.py", "y = 1\n" * 100)
+    bad_crc = stored.getvalue().replace(b"y = 1", b"y = 2", 1)  # bad.py no longer matches its CRC
+    rels = write(
+        tmp_path,
+        {
+            "cut.jsonl.gz": whole[: len(whole) // 2],
+            "tail.jsonl.gz": whole + b"garbage after the stream",
+            "cut.tar.gz": tar[: len(tar) // 2],
+            "crc.zip": bad_crc,
+        },
+    )
+    found = {(f.path, f.kind) for f in scan_folder(tmp_path, rels)}
+    assert ("cut.jsonl.gz!/cut.jsonl", "Hugging Face token") in found
+    assert ("tail.jsonl.gz!/tail.jsonl", "Hugging Face token") in found
+    assert ("cut.tar.gz!/a/run.py", "GitHub token") in found
+    assert ("crc.zip!/ok.py", "GitHub token") in found
+
+
+def test_unsupported_zip_members_and_tar_links_do_not_break_the_scan(tmp_path: Path) -> None:
+    data = bytearray(zip_bytes({"a.py": f"t = '{HF_TOKEN}'\n".encode(), "b.txt": b"hello\n"}))
+    # Mark b.txt's entries as compression method 9 (Deflate64), which zipfile cannot read.
+    name_at = [i for i in range(len(data)) if data[i : i + 5] == b"b.txt"]
+    for at in name_at:
+        header = data.rfind(b"PK", 0, at)
+        method_at = header + (8 if data[header : header + 4] == b"PK\x03\x04" else 10)
+        data[method_at : method_at + 2] = (9).to_bytes(2, "little")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        link = tarfile.TarInfo("proj/.env")
+        link.type, link.linkname = tarfile.SYMTYPE, "/run/secrets/env"
+        tar.addfile(link)
+    rels = write(tmp_path, {"d64.zip": bytes(data), "links.tar": buf.getvalue()})
+    found = [(f.path, f.kind) for f in scan_folder(tmp_path, rels)]
+    assert ("d64.zip!/a.py", "Hugging Face token") in found
+    assert ("links.tar!/proj/.env", "env file") in found
