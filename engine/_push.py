@@ -190,6 +190,8 @@ class _Run:
         self.created = self.card = self.card_kept = False
         self.uploaded = self.inline = self.reused = 0
         self.announced: set[str] = set()  # LFS oids already given to the batch API in this push
+        self.committed: set[str] = set()  # paths in the parts of a split push already committed
+        self.dropped: set[str] = set()  # files no longer to commit (a card another push beat)
         self.gitignore = pushlocal.gitignore_text(files)
 
     async def go(self, folder: Path, *, whole: bool = True) -> PushResult:
@@ -474,6 +476,9 @@ class _Run:
             summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
             attempt = 0
             while True:
+                batch = [f for f in batch if f.rel not in self.dropped]
+                if not batch and not dels:
+                    break  # all it held was a card that another push's README replaced
                 ops = await self._operations(batch)
                 payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
                 try:
@@ -484,7 +489,11 @@ class _Run:
                     if exc.status != 412 or create_pr or opts.delete or attempt > REBASE_ATTEMPTS:
                         raise
                     await anyio.sleep(backoff_delay(attempt, REBASE_WAIT))
-                    batch = await self._rebase(revision, batch)
+                    await self._rebase(revision)
+            if not batch and not dels:
+                continue
+            self.committed.update(f.rel for f in batch)
+            self.committed.update(dels)
             for op in ops:
                 if not op.is_lfs:
                     self.sink(BytesMoved(op.path, op.size))
@@ -499,32 +508,36 @@ class _Run:
                 Notice(f"pushed in {len(batches)} commits (at most {pushplan.MAX_COMMIT_OPS} files each)")
             )
 
-    async def _rebase(self, revision: str, batch: list[LocalFile]) -> list[LocalFile]:
+    async def _rebase(self, revision: str) -> None:
         """Another commit landed on the branch since this push read it: go on from the new head
-        if that commit touched none of this push's files, else raise ConflictError naming them.
+        if that commit touched none of the files this push has still to commit, else raise
+        ConflictError naming them.
 
         Pushes of different files to one repo (a CI matrix, an eval job beside a training job)
         then all land, as with `hf upload`; a file that both changed is never overwritten blind.
+        The parts of a split push already committed are this push's own: not a conflict.
         """
         head, tree = await pushremote.head_tree(self.engine, self.ref, revision)
-        mine = {f.rel for f in self.files} | set(self.deletes)
+        mine = ({f.rel for f in self.files} | set(self.deletes)) - self.committed
         if self.card and CARD in tree and CARD not in self.remote:
             # Both pushes generated a card: the one that landed stands, as for any README there.
             mine.discard(CARD)
+            self.dropped.add(CARD)
             self.files = [f for f in self.files if f.rel != CARD]
-            batch = [f for f in batch if f.rel != CARD]
             self.card, self.card_kept = False, True
         moved = pushplan.moved_paths(mine, self.remote, tree)
         if moved:
             shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+            done = (
+                f"; {len(self.commits)} earlier part(s) of this push were committed" if self.commits else ""
+            )
             raise ConflictError(
                 f"{shown} changed on {self.ref.repo_id}@{revision} while this push ran;"
-                " nothing of it was overwritten: pull, merge and push again",
+                f" it was not overwritten{done}: pull, merge and push again",
                 status=412,
             )
         self.head, self.remote = head, tree
         self.notices.append(f"{revision} moved during the push; committed on top of {(head or '')[:12]}")
-        return batch
 
     async def _operations(self, batch: list[LocalFile]) -> list[AddFile]:
         # Regular files are read in one thread hop for the whole batch, not one per file.
@@ -545,8 +558,8 @@ class _Run:
     def _result(self) -> PushResult:
         rows = [PushedFile(f.rel, f.size, f.lfs, f.action) for f in self.files]
         rows += [PushedFile(p, self.remote[p].size, self.remote[p].is_lfs, "delete") for p in self.deletes]
-        if self.card_kept:
-            kept = self.remote[CARD]
+        if self.card_kept and (kept := self.remote.get(CARD)) is not None:
+            # (gone when someone deleted it on the Hub while this push ran)
             rows.append(PushedFile(CARD, kept.size, kept.is_lfs, "unchanged"))
         rows.sort(key=lambda r: r.path)
         return PushResult(

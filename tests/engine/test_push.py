@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -647,3 +647,99 @@ async def test_a_new_space_gets_the_sdk_its_files_need(
         (folder / rel).write_text(text)
     await do_push(cfg(hub), folder, "acme/demo", repo_type="space")
     assert HfApi(endpoint=hub.url, token=WRITER).space_info("acme/demo").sdk == sdk
+
+
+def _before_commit(monkeypatch: pytest.MonkeyPatch, call: int, act: Callable[[], object]) -> None:
+    """Run `act` (another client's change) just before this push's commit number `call` is sent."""
+    from engine import _push as push_mod
+
+    real, calls = push_mod.commit, [0]  # type: ignore[attr-defined]
+
+    async def commit(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == call:
+            act()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(push_mod, "commit", commit)
+
+
+def _other(hub: LocalHub) -> HfApi:
+    return HfApi(endpoint=hub.url, token=WRITER)
+
+
+@pytest.mark.anyio
+async def test_a_split_push_whose_branch_moves_between_parts_goes_on(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review repro: part 1's own files were taken for someone else's change (exit 14).
+    monkeypatch.setattr(pushplan, "MAX_COMMIT_OPS", 2)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"f{i}.txt").write_text(f"file {i}\n")
+    _before_commit(
+        monkeypatch,
+        2,
+        lambda: _other(hub).upload_file(path_or_fileobj=b"x", path_in_repo="other.txt", repo_id=REPO),
+    )
+    result = await do_push(cfg(hub), folder, card=False)
+    assert len(result.commits) == 3
+    files = tree_bytes(hub.repo_dir(REPO))
+    assert files["other.txt"] == b"x" and all(files[f"f{i}.txt"] == f"file {i}\n".encode() for i in range(5))
+
+
+@pytest.mark.anyio
+async def test_a_readme_added_meanwhile_is_never_replaced_by_the_generated_card(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review repro: in a split push the card, dropped from the current part only, came back in a
+    # later one and overwrote the README another writer had just added.
+    monkeypatch.setattr(pushplan, "MAX_COMMIT_OPS", 2)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("A.json", "B.json", "C.json"):  # sorted before README.md: the card is in part 2
+        (folder / name).write_text("{}")
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    await do_push(cfg(hub), folder, card=False)  # the repo exists, without a README
+    for name in ("A.json", "B.json", "C.json", "config.json"):
+        (folder / name).write_text('{"v": 2}')  # 4 changes and the card: 3 parts
+    theirs = b"# written by hand\n"
+    _before_commit(
+        monkeypatch,
+        1,
+        lambda: _other(hub).upload_file(path_or_fileobj=theirs, path_in_repo="README.md", repo_id=REPO),
+    )
+    result = await do_push(cfg(hub), folder)
+    assert tree_bytes(hub.repo_dir(REPO))["README.md"] == theirs
+    assert result.card_kept and not result.card_generated
+
+
+@pytest.mark.anyio
+async def test_a_card_that_was_the_only_change_makes_no_empty_commit_once_dropped(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    theirs = b"# by hand\n"
+    _before_commit(
+        monkeypatch,
+        1,
+        lambda: _other(hub).upload_file(path_or_fileobj=theirs, path_in_repo="README.md", repo_id=REPO),
+    )
+    result = await do_push(cfg(hub), folder)  # only change: the generated card
+    assert result.commits == () and tree_bytes(hub.repo_dir(REPO))["README.md"] == theirs
+
+
+@pytest.mark.anyio
+async def test_a_readme_deleted_meanwhile_does_not_break_the_result(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review repro: the commit landed, then the summary raised KeyError: 'README.md' (exit 1).
+    folder = model_folder(tmp_path)
+    await do_push(cfg(hub), folder, card=False)
+    hub.add_repo(REPO, {"README.md": "# kept\n"})
+    (folder / "config.json").write_text('{"model_type": "bert", "v": 2}')
+    _before_commit(monkeypatch, 1, lambda: _other(hub).delete_file("README.md", repo_id=REPO))
+    result = await do_push(cfg(hub), folder)
+    assert len(result.commits) == 1 and "README.md" not in tree_bytes(hub.repo_dir(REPO))
