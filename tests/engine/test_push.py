@@ -107,6 +107,14 @@ def model_folder(root: Path) -> Path:
     return folder
 
 
+def many_files(root: Path, n: int) -> Path:
+    folder = root / "many"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    return folder
+
+
 def tree_bytes(root: Path) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for dirpath, _dirs, names in os.walk(root):
@@ -253,10 +261,7 @@ async def test_large_folders_are_split_into_commits_and_resume(
     hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pushplan, "MAX_COMMIT_OPS", 4)
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(10):
-        (folder / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    folder = many_files(tmp_path, 10)
     age(folder)
     result = await do_push(cfg(hub), folder, card=False)
     assert len(result.commits) == 3 and hub.head(REPO) == result.head
@@ -674,10 +679,7 @@ async def test_a_split_push_whose_branch_moves_between_parts_goes_on(
 ) -> None:
     # Review repro: part 1's own files were taken for someone else's change (exit 14).
     monkeypatch.setattr(pushplan, "MAX_COMMIT_OPS", 2)
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(5):
-        (folder / f"f{i}.txt").write_text(f"file {i}\n")
+    folder = many_files(tmp_path, 5)
     _before_commit(
         monkeypatch,
         2,
@@ -686,7 +688,9 @@ async def test_a_split_push_whose_branch_moves_between_parts_goes_on(
     result = await do_push(cfg(hub), folder, card=False)
     assert len(result.commits) == 3
     files = tree_bytes(hub.repo_dir(REPO))
-    assert files["other.txt"] == b"x" and all(files[f"f{i}.txt"] == f"file {i}\n".encode() for i in range(5))
+    assert files["other.txt"] == b"x" and all(
+        files[f"f{i:02d}.txt"] == f"file {i}\n".encode() for i in range(5)
+    )
 
 
 @pytest.mark.anyio
