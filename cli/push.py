@@ -90,7 +90,9 @@ def push(
         card=not no_card,
         license=license,
     )
-    with view.push_progress(enabled=not (as_json or quiet), verbose=verbose(ctx)) as on_event:
+    # HF_HUB_DISABLE_PROGRESS_BARS silences the display as --quiet does, as for pull.
+    silent = as_json or quiet or not config.progress_bars
+    with view.push_progress(enabled=not silent, verbose=verbose(ctx)) as on_event:
         outcome = run_engine(config, lambda engine: _call(engine, ref, path, options), on_event)
     if isinstance(outcome, SecretsFoundError):
         view.secrets_found(outcome)

@@ -38,6 +38,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)  # a host's settings must not change what tests see
     monkeypatch.setenv("NO_COLOR", "1")
     for name in list(os.environ):
         if name.lower().endswith("_proxy"):  # a proxy on the host must not reroute the local Hub

@@ -82,3 +82,6 @@ def test_push_draws_progress_on_a_terminal_unless_quiet(hub: LocalHub, tmp_path:
     (folder / "model.safetensors").write_bytes(os.urandom(2 * MiB))
     code, screen, _ = run([*push, "--quiet"], env)
     assert code == 0 and HIDE_CURSOR not in screen and "pushed 0 new and 1 changed" in screen
+    (folder / "model.safetensors").write_bytes(os.urandom(2 * MiB))
+    code, screen, _ = run(push, {**env, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    assert code == 0 and HIDE_CURSOR not in screen and "pushed 0 new and 1 changed" in screen
