@@ -135,8 +135,11 @@ def repo_folder(path_in_repo: str) -> str:
     hold (`..`, `.`, empty parts, a backslash, a NUL)."""
     clean = path_in_repo.strip("/")
     parts = clean.split("/") if clean else []
-    if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
-        raise UsageError(f"--path-in-repo {path_in_repo!r} is not a path inside a repo")
+    bad = any(p in ("", ".", "..", ".git") or "\\" in p for p in parts) or any(
+        ord(c) < 0x20 or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in clean
+    )  # control characters, and surrogates: bytes of the argument that are not UTF-8
+    if bad:
+        raise UsageError(f"--path-in-repo {path_in_repo!r} is not a path a repo can hold")
     return clean
 
 

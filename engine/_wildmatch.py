@@ -47,8 +47,11 @@ def path_matches(pattern: str, path: str) -> bool:
 
 
 def gitignored(path: str, gitignore: str | None) -> bool:
-    """Whether `.gitignore` text ignores the file at `path`; the last matching line wins, `!` negates,
-    and a pattern ending in `/` ignores everything under a folder of that name."""
+    """Whether `.gitignore` text ignores the file at `path`: the last matching line wins, `!`
+    negates; a pattern that names a folder (`build`, `logs/debug`, `cache/`) ignores everything
+    under it, and one ending in `/` names only folders."""
+    folders = path.split("/")[:-1]
+    prefixes = ["/".join(folders[: i + 1]) for i in range(len(folders))]
     ignored = False
     for raw in (gitignore or "").splitlines():
         line = raw.strip()
@@ -56,13 +59,13 @@ def gitignored(path: str, gitignore: str | None) -> bool:
             continue
         negate = line.startswith("!")
         pattern = line[1:] if negate else line
-        if pattern.endswith("/"):
-            folders = path.split("/")[:-1]
-            hit = any(
-                path_matches(pattern.rstrip("/"), "/".join(folders[: i + 1])) for i in range(len(folders))
-            )
-        else:
-            hit = path_matches(pattern, path)
+        folder_only = pattern.endswith("/")
+        pattern = pattern.rstrip("/")
+        if not pattern:
+            continue
+        hit = any(path_matches(pattern, p) for p in prefixes) or (
+            not folder_only and path_matches(pattern, path)
+        )
         if hit:
             ignored = not negate
     return ignored

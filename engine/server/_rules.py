@@ -132,10 +132,12 @@ def valid_repo_path(path: str) -> bool:
     part (the store ignores both, the file would vanish); each part a file name the disk takes."""
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         return False
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_REPO_PATH_BYTES:
+    try:
+        # A lone surrogate (JSON's "\udcff") is no UTF-8: stored, it broke every later listing.
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    if size > MAX_REPO_PATH_BYTES or any(ord(c) < 0x20 or c == "\x7f" for c in path):
         return False
     parts = path.split("/")
-    return all(
-        p not in ("", ".", "..", ".git", ".batuta") and len(p.encode("utf-8", "surrogatepass")) <= 255
-        for p in parts
-    )
+    return all(p not in ("", ".", "..", ".git", ".batuta") and len(p.encode("utf-8")) <= 255 for p in parts)

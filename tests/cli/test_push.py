@@ -259,8 +259,11 @@ def test_a_folder_goes_under_path_in_repo_and_delete_stays_inside_it(
     [
         ("file", ["--delete"], "--delete needs a folder"),
         ("file", ["--include", "*.txt"], "PATH is one file"),
-        ("folder", ["--path-in-repo", "a/../b"], "is not a path inside a repo"),
-        ("folder", ["--path-in-repo", "a\\b"], "is not a path inside a repo"),
+        ("folder", ["--path-in-repo", "a/../b"], "is not a path a repo can hold"),
+        ("folder", ["--path-in-repo", "a\\b"], "is not a path a repo can hold"),
+        ("folder", ["--path-in-repo", "x/.git/hooks"], "is not a path a repo can hold"),
+        ("folder", ["--path-in-repo", "a\nb"], "'a\\nb' is not a path a repo can hold"),
+        ("file", ["--path-in-repo", "bad\udcff.txt"], "is not a path a repo can hold"),
     ],
 )
 def test_bad_single_file_and_path_in_repo_input_is_a_usage_error(

@@ -66,7 +66,8 @@ def test_iso_date_has_milliseconds_and_z() -> None:
 @pytest.mark.parametrize(
     "path",
     ["", "/abs", "a//b", "../x", "a/./b", ".git/config", "a\\b", "x/.git/f", ".batuta/f", "x/.batuta",
-     "n" * 256, "d/" + "é" * 128 + "/f", "d/" * 3000 + "f"],
+     "n" * 256, "d/" + "é" * 128 + "/f", "d/" * 3000 + "f",
+     "bad\udcff.txt", "a\nb", "tab\there", "del\x7f"],  # not UTF-8; control characters
 )  # fmt: skip
 def test_invalid_repo_paths(path: str) -> None:
     assert not valid_repo_path(path)
