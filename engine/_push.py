@@ -474,12 +474,13 @@ class _Run:
         message = commit_message(opts.message, len(adds), len(self.deletes))
         for index, (batch, dels) in enumerate(batches, start=1):
             summary = message if len(batches) == 1 else f"{message} (part {index}/{len(batches)})"
+            # Read once: a retry on a new head sends the bytes that were checked, not a later edit.
+            ops = await self._operations(batch)
             attempt = 0
             while True:
-                batch = [f for f in batch if f.rel not in self.dropped]
-                if not batch and not dels:
+                ops = [op for op in ops if op.path not in self.dropped]
+                if not ops and not dels:
                     break  # all it held was a card that another push's README replaced
-                ops = await self._operations(batch)
                 payload = commit_payload(summary, opts.description, ops, dels, parent=self.head)
                 try:
                     result = await commit(client, self.ref, revision, payload, create_pr=create_pr)
@@ -490,10 +491,11 @@ class _Run:
                         raise
                     await anyio.sleep(backoff_delay(attempt, REBASE_WAIT))
                     await self._rebase(revision)
-            if not batch and not dels:
+            if not ops and not dels:
                 continue
-            self.committed.update(f.rel for f in batch)
+            self.committed.update(op.path for op in ops)
             self.committed.update(dels)
+            self.inline += sum(op.size for op in ops if not op.is_lfs)
             for op in ops:
                 if not op.is_lfs:
                     self.sink(BytesMoved(op.path, op.size))
@@ -519,6 +521,9 @@ class _Run:
         """
         head, tree = await pushremote.head_tree(self.engine, self.ref, revision)
         mine = ({f.rel for f in self.files} | set(self.deletes)) - self.committed
+        # Preupload answered by the old head's rules (LFS or not, ignored or not): new rules
+        # make those answers stale, so they count as a change to this push's files.
+        mine |= {".gitattributes", pushlocal.GITIGNORE} - self.committed
         if self.card and CARD in tree and CARD not in self.remote:
             # Both pushes generated a card: the one that landed stands, as for any README there.
             mine.discard(CARD)
@@ -551,7 +556,9 @@ class _Run:
                 ops.append(AddFile(f.rel, f.size, sha256=f.digest.sha256))
             else:
                 data = f.data if f.data is not None else inline[f.rel]
-                self.inline += len(data)
+                if f.path is not None and not _as_hashed(f, data):
+                    # What was hashed was also what the secret scan read: these bytes were not.
+                    raise IntegrityError(f"{f.rel} changed while it was being pushed: push again", path=f.rel)
                 ops.append(AddFile(f.rel, len(data), data=data))
         return ops
 
@@ -580,6 +587,14 @@ class _Run:
             lfs_reused=self.reused,
             notices=tuple(self.notices),
         )
+
+
+def _as_hashed(f: LocalFile, data: bytes) -> bool:
+    """Whether `data`, read for the commit, is the content whose digest the push compared."""
+    if f.digest is None:
+        return True
+    got = digest_bytes(data)
+    return f.digest.sha1 in (None, got.sha1) and f.digest.sha256 in (None, got.sha256)
 
 
 def _path(f: LocalFile) -> Path:

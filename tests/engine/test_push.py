@@ -26,6 +26,7 @@ from engine import (
     FileHashed,
     ForbiddenError,
     HubServerError,
+    IntegrityError,
     PlanReady,
     RepoRef,
     RetryPolicy,
@@ -747,3 +748,31 @@ async def test_a_readme_deleted_meanwhile_does_not_break_the_result(
     _before_commit(monkeypatch, 1, lambda: _other(hub).delete_file("README.md", repo_id=REPO))
     result = await do_push(cfg(hub), folder)
     assert len(result.commits) == 1 and "README.md" not in tree_bytes(hub.repo_dir(REPO))
+
+
+@pytest.mark.anyio
+async def test_a_regular_file_edited_after_hashing_is_not_committed(hub: LocalHub, tmp_path: Path) -> None:
+    # Review suspicion: inline files were read at commit time, so an edit after the scan and
+    # the hashing (a token pasted in) would have gone out unscanned.
+    folder = model_folder(tmp_path)
+    edited: list[str] = []
+
+    def sink(event: Event) -> None:
+        if isinstance(event, FileHashed) and event.path == "notes/readme.txt" and not edited:
+            edited.append(event.path)
+            (folder / "notes" / "readme.txt").write_text("pasted later\n")
+
+    with pytest.raises(IntegrityError, match=r"notes/readme\.txt changed while it was being pushed"):
+        async with Engine(cfg(hub), on_event=sink) as engine:
+            await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+    assert edited and "notes/readme.txt" not in tree_bytes(hub.repo_dir(REPO))
+
+
+@pytest.mark.anyio
+async def test_a_gitattributes_changed_meanwhile_is_a_conflict(hub: LocalHub, tmp_path: Path) -> None:
+    # Preupload's LFS answers came from the old rules: committing on top would store files as
+    # the new rules do not say.
+    with pytest.raises(ConflictError, match=r"^\.gitattributes, .* changed on acme/pushed@main"):
+        await _push_while_another_commits(
+            hub, tmp_path, ".gitattributes", b"*.json filter=lfs diff=lfs merge=lfs -text\n"
+        )
