@@ -2,15 +2,20 @@
 
 A project folder tarred with its `.env`, a checkpoint zipped with `training_args.bin` (the
 Trainer's pickle, with `hub_token` in it) or a `.jsonl.gz` holding a token would otherwise pass:
-compressed bytes hold no readable text. Members are reported as `archive!/member`.
+compressed bytes hold no readable text. Members are reported as `archive!/member`, their names
+searched as file names are (a token used as a name is masked).
 
 What is read, and why it is bounded: datasets ship as thousands of archive shards, and a full
 read of each would cost more than the push's hashing.
 - zip and plain tar: every member name (a zip's directory, a tar's headers, seeking past the
-  data); the content of members up to MEMBER_MAX_BYTES, ARCHIVE_CONTENT_BYTES in all.
+  data); members up to MEMBER_MAX_BYTES whole, larger ones in their first MEMBER_HEAD_BYTES,
+  ARCHIVE_CONTENT_BYTES in all.
 - gzip, bzip2, xz (a tar inside, or a single file): the first ARCHIVE_STREAM_BYTES of the
   decompressed stream, since reaching a later member means decompressing everything before it.
   A compressed tar's members past that point are not scanned.
+- Damage does not end the scan early: a tar's bad header is skipped, as GNU tar does; a zip
+  whose directory is missing (cut short) is read member by member from its local headers; a
+  stream is scanned up to where it breaks. The caller then also searches the raw bytes.
 - Media members (images, audio, video) are scanned by name only; archives inside archives are
   searched like any binary file, not opened.
 Zstandard, 7z and rar need libraries outside the standard one; their first bytes only are read,
@@ -20,41 +25,40 @@ as before (engine/_secretfiles.py).
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import lzma
+import struct
 import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, Protocol
 
-from engine._secrets import Finding, scan_name
+from engine._secrets import Finding, scan_name, secrets_in_names
 
 ARCHIVE_STREAM_BYTES = 64 << 20  # decompressed bytes read from a gzip/bzip2/xz file (~0.2 s)
 ARCHIVE_CONTENT_BYTES = 16 << 20  # member bytes scanned per archive
-MEMBER_MAX_BYTES = 16 << 20
+MEMBER_MAX_BYTES = 16 << 20  # read whole up to this; a larger member is read in its head
+MEMBER_HEAD_BYTES = 1 << 20  # as for a large binary file: a pickle's or header's metadata
 _MEDIA_SUFFIXES = (
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ico", ".heic", ".avif",
     ".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".m4v", ".mov", ".avi", ".mkv",
     ".webm",
 )  # fmt: skip
-_STREAMS: dict[str, Callable[[BinaryIO], io.BufferedIOBase]] = {
-    ".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
-    ".tgz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
-    ".bz2": lambda f: bz2.BZ2File(f),
-    ".tbz2": lambda f: bz2.BZ2File(f),
-    ".xz": lambda f: lzma.LZMAFile(f),
-    ".txz": lambda f: lzma.LZMAFile(f),
-}
+# Zips under other names: Keras models, Java and Python packages. (`.npz` is data, and torch's
+# zipped `.bin`/`.pt` keep their pickle first, which the binary scan's head read covers.)
+_ZIP_SUFFIXES = (".zip", ".keras", ".jar", ".war", ".whl", ".egg", ".nupkg")
+_STREAM_SUFFIXES = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz2": "bz2", ".xz": "xz", ".txz": "xz"}
+_MAGIC = ((b"PK\x03\x04", "zip"), (b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
 # What a truncated, corrupt or wrongly named archive raises while it is read; a zip member in a
 # method Python lacks (Deflate64, strong encryption) raises NotImplementedError, one that needs
 # a password RuntimeError.
 _BROKEN = (
     OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
-    NotImplementedError, RuntimeError,
+    NotImplementedError, RuntimeError, struct.error,
 )  # fmt: skip
 _TAR_MAGIC_AT = 257  # "ustar" in a POSIX tar header
+_READ_BYTES = 64 << 10
 
 # Content goes to this callback: (stream, shown path) -> findings. It is the file scanner's own
 # (text, UTF-16 or binary, by the same sniffing), passed in to keep one copy of it.
@@ -62,8 +66,27 @@ ScanStream = Callable[[BinaryIO, str], list[Finding]]
 
 
 def is_archive(path: str) -> bool:
-    name = path.lower()
-    return name.endswith((".zip", ".tar", *_STREAMS))
+    """Whether `path` names an archive (by its suffix; `archive_kind` also reads magic bytes)."""
+    return archive_kind(path, b"") is not None
+
+
+def archive_kind(path: str, head: bytes) -> str | None:
+    """ "zip", "tar", "gz", "bz2", "xz" or None, by the name, else (a name without a suffix) by
+    the first bytes `head` (at least 262 of them to see a tar)."""
+    name = path.lower().rsplit("/", 1)[-1]
+    if name.endswith(_ZIP_SUFFIXES):
+        return "zip"
+    if name.endswith(".tar"):
+        return "tar"
+    for suffix, kind in _STREAM_SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    if "." in name.lstrip("."):
+        return None  # a known other format: weights, data, media
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return "tar" if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar" else None
 
 
 class ArchiveScan(NamedTuple):
@@ -71,22 +94,19 @@ class ArchiveScan(NamedTuple):
     complete: bool  # False: part of it could not be read (truncated, corrupt, unsupported)
 
 
-def scan_archive(f: BinaryIO, path: str, scan_stream: ScanStream) -> ArchiveScan | None:
-    """Findings in the archive or compressed file `f` (named `path`), or None when it does not
-    open as one (the caller then scans it as any binary file). What could be read before a
-    part broke is kept; the caller adds a scan of the raw bytes then."""
-    name = path.lower()
-    out = _Found()
+def scan_archive(f: BinaryIO, path: str, kind: str, scan_stream: ScanStream) -> ArchiveScan | None:
+    """Findings in the archive or compressed file `f` (named `path`, of `kind`), or None when it
+    does not open as one (the caller then scans it as any binary file). What could be read
+    before a part broke is kept; the caller searches the raw bytes as well then."""
+    out = _Found(path, scan_stream)
     try:
-        if name.endswith(".zip"):
-            _scan_zip(f, path, scan_stream, out)
-        elif name.endswith(".tar"):
-            with tarfile.open(fileobj=f, mode="r:") as tar:
-                _scan_tar(tar, path, scan_stream, out)
-        else:
-            opener = next(o for suffix, o in _STREAMS.items() if name.endswith(suffix))
-            if not _scan_compressed(opener(f), path, scan_stream, out):
-                return None
+        if kind == "zip":
+            _scan_zip(f, out)
+        elif kind == "tar":
+            with tarfile.open(fileobj=f, mode="r:", ignore_zeros=True) as tar:
+                _scan_tar(tar, out)
+        elif not _scan_compressed(_Decompressed(f, kind, ARCHIVE_STREAM_BYTES), out):
+            return None
     except _BROKEN:
         if not out.opened:
             return None
@@ -95,59 +115,118 @@ def scan_archive(f: BinaryIO, path: str, scan_stream: ScanStream) -> ArchiveScan
 
 
 class _Found:
-    def __init__(self) -> None:
+    """What one archive's scan has found so far, and its content budget."""
+
+    def __init__(self, path: str, scan_stream: ScanStream) -> None:
+        self.path, self.scan_stream = path, scan_stream
         self.findings: list[Finding] = []
         self.complete = True
         self.opened = False  # it parsed as this kind of archive
+        self.budget = ARCHIVE_CONTENT_BYTES
+
+    def name(self, member: str) -> str:
+        """The member as shown (`archive!/member`, any token in its name masked), its name checked."""
+        shown = f"{self.path}!/{member}"
+        if (masked := secrets_in_names([shown]).get(shown)) is not None:
+            self.findings.append(masked)
+            shown = masked.path
+        if (by_name := scan_name(shown)) is not None:
+            self.findings.append(by_name)
+        return shown
+
+    def want(self, member: str, size: int | None) -> int:
+        """How many bytes of the member to read: all of it when it fits the budget, else its
+        head; 0 for media, empty members, or a head that no longer fits (small members after a
+        large one still get their turn)."""
+        if size == 0 or member.lower().endswith(_MEDIA_SUFFIXES):
+            return 0
+        if size is not None and size <= min(MEMBER_MAX_BYTES, self.budget):
+            return size
+        head = MEMBER_HEAD_BYTES if size is None else min(size, MEMBER_HEAD_BYTES)
+        return head if head <= self.budget else 0
+
+    def content(self, shown: str, data: bytes) -> None:
+        self.budget -= len(data)
+        self.findings += self.scan_stream(io.BytesIO(data), shown)
 
 
-def _scan_zip(f: BinaryIO, path: str, scan_stream: ScanStream, out: _Found) -> None:
-    budget = ARCHIVE_CONTENT_BYTES
-    with zipfile.ZipFile(f) as zf:
+def _scan_zip(f: BinaryIO, out: _Found) -> None:
+    try:
+        zf = zipfile.ZipFile(f)
+    except zipfile.BadZipFile:
+        _scan_zip_entries(f, out)  # no readable directory: a zip cut short
+        return
+    with zf:
         out.opened = True
         for info in zf.infolist():
             if info.is_dir():
                 continue
-            shown = f"{path}!/{info.filename}"
-            if (by_name := scan_name(shown)) is not None:
-                out.findings.append(by_name)
-            if not _worth_reading(info.filename, info.file_size, budget) or info.flag_bits & 0x1:
+            shown = out.name(info.filename)
+            if info.flag_bits & 0x1 or not (n := out.want(info.filename, info.file_size)):
                 continue  # bit 0: encrypted, unreadable without the password
             try:
                 with zf.open(info) as member:
-                    data = member.read(min(MEMBER_MAX_BYTES, budget))  # not trusting file_size
+                    data = member.read(n)  # not trusting file_size: at most n bytes
             except _BROKEN:
                 out.complete = False  # this member only: the others are read all the same
                 continue
-            budget -= len(data)
-            out.findings += scan_stream(io.BytesIO(data), shown)
+            out.content(shown, data)
 
 
-def _scan_tar(tar: tarfile.TarFile, path: str, scan_stream: ScanStream, out: _Found) -> None:
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip member's local header (30 bytes)
+
+
+def _scan_zip_entries(f: BinaryIO, out: _Found) -> None:
+    """A zip without its central directory, read from the local header before each member."""
+    f.seek(0)
+    data = f.read(ARCHIVE_STREAM_BYTES)
+    pos = data.find(b"PK\x03\x04")
+    if pos < 0:
+        raise zipfile.BadZipFile("no zip member header")
+    out.opened, out.complete = True, False
+    while pos >= 0 and pos + _LOCAL_HEADER.size <= len(data):
+        _, _, flags, method, _, _, _, csize, usize, nlen, xlen = _LOCAL_HEADER.unpack_from(data, pos)
+        start = pos + _LOCAL_HEADER.size + nlen + xlen
+        name = data[pos + _LOCAL_HEADER.size : start - xlen].decode("utf-8", "replace")
+        shown = out.name(name)
+        # Sizes of 0 with flag bit 3: they follow the data instead (a streamed zip).
+        body = data[start : start + csize] if csize else data[start:]
+        n = out.want(name, usize or None) if not flags & 0x1 else 0
+        used = csize
+        if n and method == 0:
+            out.content(shown, body[:n])
+        elif n and method == 8:
+            inflate = zlib.decompressobj(-15)  # raw deflate: it knows where the member ends
+            try:
+                out.content(shown, inflate.decompress(body, n))
+                used = used or len(body) - len(inflate.unused_data)
+            except zlib.error:
+                pass
+        pos = data.find(b"PK\x03\x04", start + max(used, 0))
+
+
+def _scan_tar(tar: tarfile.TarFile, out: _Found) -> None:
     out.opened = True
-    budget = ARCHIVE_CONTENT_BYTES
     for member in _members(tar, out):
-        shown = f"{path}!/{member.name}"
-        if (by_name := scan_name(shown)) is not None:
-            out.findings.append(by_name)  # a link named `.env` too: unpacked, it is one
-        if not member.isfile() or not _worth_reading(member.name, member.size, budget):
+        shown = out.name(member.name)  # a link named `.env` too: unpacked, it is one
+        if not member.isfile() or not (n := out.want(member.name, member.size)):
             continue
         extracted = tar.extractfile(member)
         if extracted is None:
             continue
         try:
-            data = extracted.read(member.size)
+            data = extracted.read(n)
         except _BROKEN:
             out.complete = False
             return
-        if len(data) < member.size:
+        if len(data) < n:
             out.complete = False  # cut short by the stream cap or a truncated file: scan what came
-        budget -= len(data)
-        out.findings += scan_stream(io.BytesIO(data), shown)
+        out.content(shown, data)
 
 
 def _members(tar: tarfile.TarFile, out: _Found) -> Iterator[tarfile.TarInfo]:
-    """The members up to where the archive (or its capped stream) ends or breaks off."""
+    """The members up to where the archive (or its capped stream) ends or breaks off; a bad
+    header in between is skipped (`ignore_zeros`), as GNU tar does."""
     while True:
         try:
             member = tar.next()
@@ -163,63 +242,121 @@ def _members(tar: tarfile.TarFile, out: _Found) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def _scan_compressed(stream: io.BufferedIOBase, path: str, scan_stream: ScanStream, out: _Found) -> bool:
+def _scan_compressed(stream: _Decompressed, out: _Found) -> bool:
     """Scan a gzip/bzip2/xz stream into `out`; False when not one byte of it decompresses."""
-    with stream:
-        capped = _Capped(stream, ARCHIVE_STREAM_BYTES)
-        head = capped.peek(_TAR_MAGIC_AT + 5)
-        if not head:
-            return capped.broken is None  # an empty stream is a (clean) one; garbage is not
-        out.opened = True
-        if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar":
-            with tarfile.open(fileobj=capped, mode="r|") as tar:
-                _scan_tar(tar, path, scan_stream, out)
-        else:
-            inner = path.rsplit(".", 1)[0]  # `data.jsonl.gz` holds `data.jsonl`: its rules apply
-            inner = inner + ".tar" if path.lower().endswith((".tgz", ".tbz2", ".txz")) else inner
-            shown = f"{path}!/{inner.rsplit('/', 1)[-1]}"
-            out.findings += scan_stream(io.BufferedReader(capped), shown)
-        if capped.broken is not None:
-            out.complete = False  # what decompressed before the damage was scanned
+    head = stream.peek(_TAR_MAGIC_AT + 5)
+    if not head:
+        return stream.broken is None  # an empty stream is a (clean) one; garbage is not
+    out.opened = True
+    if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar":
+        with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
+            _scan_tar(tar, out)
+    else:
+        path = out.path
+        inner = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
+        inner = inner + ".tar" if path.lower().endswith((".tgz", ".tbz2", ".txz")) else inner
+        shown = f"{path}!/{inner.rsplit('/', 1)[-1]}"  # `data.jsonl.gz` holds `data.jsonl`
+        out.findings += out.scan_stream(io.BufferedReader(stream), shown)
+    if stream.broken is not None:
+        out.complete = False  # what decompressed before the damage was scanned
     return True
 
 
-def _worth_reading(name: str, size: int, budget: int) -> bool:
-    return 0 < size <= MEMBER_MAX_BYTES and size <= budget and not name.lower().endswith(_MEDIA_SUFFIXES)
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def needs_input(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes, max_length: int = ...) -> bytes: ...
 
 
-class _Capped(io.RawIOBase):
-    """The first `limit` bytes of a decompressing stream, read ahead by `peek` without loss."""
+def _decompressor(kind: str) -> _Decompressor:
+    if kind == "gz":
+        return _Inflate()
+    return bz2.BZ2Decompressor() if kind == "bz2" else lzma.LZMADecompressor()
 
-    def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
-        self._inner, self._left, self._ahead = inner, limit, b""
-        # A truncated or damaged stream ends here, as if it were complete; the caller learns
-        # it from this, after scanning what did decompress.
-        self.broken: BaseException | None = None
+
+class _Inflate:
+    """zlib's gzip decompressor with the `decompress(data, max_length)` of the bz2/lzma ones."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(31)  # 31: a gzip header and trailer
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._d.unconsumed_tail
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        return self._d.decompress(self._d.unconsumed_tail + data, max(max_length, 0))
+
+
+class _Decompressed(io.RawIOBase):
+    """The first `limit` decompressed bytes of a gzip/bzip2/xz file, across concatenated members.
+
+    Damage (a corrupt block, a truncated end, garbage after the last member) ends the stream
+    there, with everything before it delivered, and is recorded in `broken`.
+    """
+
+    def __init__(self, f: BinaryIO, kind: str, limit: int) -> None:
+        self._f, self._kind, self._left = f, kind, limit
+        self._d: _Decompressor | None = _decompressor(kind)
+        self._pending = b""  # compressed input not yet fed
+        self._ahead = b""  # decompressed, not yet read
+        self.broken: str | None = None
 
     def readable(self) -> bool:
         return True
 
     def peek(self, n: int) -> bytes:
-        if len(self._ahead) < n:
-            self._ahead += self._take(n - len(self._ahead))
+        while len(self._ahead) < n and (more := self._produce(n - len(self._ahead))):
+            self._ahead += more
         return self._ahead[:n]
-
-    def _take(self, n: int) -> bytes:
-        if self._left <= 0 or self.broken is not None:
-            return b""
-        try:
-            data = self._inner.read(min(n, self._left))
-        except _BROKEN as exc:
-            self.broken = exc
-            return b""
-        self._left -= len(data)
-        return data
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         n = len(buffer)
+        if not self._ahead:
+            self._ahead = self._produce(n)
         data, self._ahead = self._ahead[:n], self._ahead[n:]
-        if len(data) < n:
-            data += self._take(n - len(data))
         buffer[: len(data)] = data
         return len(data)
+
+    def _produce(self, n: int) -> bytes:
+        """Up to `n` more decompressed bytes; b"" at the end (or the cap, or the damage)."""
+        while self._left > 0 and self._d is not None:
+            if self._d.eof:
+                rest = self._d.unused_data + self._pending or self._f.read(_READ_BYTES)
+                if not rest:
+                    self._d = None  # a clean end
+                    break
+                self._pending = rest
+                self._d = _decompressor(self._kind)  # another member follows, or garbage
+            # Input only when the decompressor has used up what it holds: fed more, it would
+            # hold ever more (output is capped per call, input is not).
+            data = b""
+            if self._d.needs_input:
+                data, self._pending = self._pending or self._f.read(_READ_BYTES), b""
+            try:
+                out = self._d.decompress(data, min(n, self._left))
+            except _BROKEN as exc:
+                self.broken, self._d = f"{type(exc).__name__}: {exc}", None
+                break
+            if not out and not data and not self._d.eof:
+                self.broken, self._d = "truncated", None
+                break
+            if out:
+                self._left -= len(out)
+                return out
+        return b""

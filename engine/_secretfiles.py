@@ -8,18 +8,17 @@ searched for token shapes only, in the regions `_binary_regions` picks.
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import functools
 import io
 import itertools
 import os
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from engine import _secrets as rules
-from engine._secretarchives import is_archive, scan_archive
+from engine._secretarchives import archive_kind, scan_archive
 from engine._secrets import BINARY_SNIFF_BYTES, SCAN_BLOCK_BYTES, Finding, scan_name
 
 # Weights and archives nearly always hold a NUL in their first bytes, but not every format must
@@ -66,9 +65,14 @@ def is_binary_file(file: Path, path: str) -> bool:
         return _sniff(f, path)[1] == "binary"
 
 
+ARCHIVE_SNIFF_BYTES = 512  # a tar's magic sits at byte 257
+
+
 def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
-        if is_archive(path) and (scan := scan_archive(f, path, scan_stream)) is not None:
+        kind = archive_kind(path, f.read(ARCHIVE_SNIFF_BYTES))
+        f.seek(0)
+        if kind is not None and (scan := scan_archive(f, path, kind, scan_stream)) is not None:
             if scan.complete:
                 return scan.findings
             f.seek(0)  # a part did not open: its raw bytes are searched as well
@@ -183,7 +187,7 @@ def scan_folder(root: Path, paths: Iterable[str], *, binary: Container[str] = ()
     """
     findings: list[Finding] = []
     paths = list(paths)
-    named = _secrets_in_names(paths)
+    named = rules.secrets_in_names(paths)
     for rel in paths:
         # Every finding names its file: with a secret in the name, the masked name.
         shown = named[rel].path if rel in named else rel
@@ -193,23 +197,3 @@ def scan_folder(root: Path, paths: Iterable[str], *, binary: Container[str] = ()
             findings.append(named[rel])
         findings += _scan_file(root / rel, shown, binary=rel in binary)
     return findings
-
-
-def _secrets_in_names(paths: Sequence[str]) -> dict[str, Finding]:
-    """Tokens used as file or folder names, which the repo's file list would show to anyone.
-
-    All names are searched as one text (the anchors find nothing in most folders, fast); a name
-    with a hit is reported with its secrets masked in place, as the finding's path is printed.
-    """
-    text = "\n".join(paths)
-    starts = list(itertools.accumulate((len(p) + 1 for p in paths), initial=0))
-    by_path: dict[int, list[rules._Hit]] = {}
-    for hit in rules._hits(text, None):
-        by_path.setdefault(bisect.bisect_right(starts, hit.start) - 1, []).append(hit)
-    out: dict[str, Finding] = {}
-    for i, hits in by_path.items():
-        shown, at = paths[i], starts[i]
-        for hit in sorted(hits, key=lambda h: h.secret_start, reverse=True):  # disjoint spans
-            shown = shown[: hit.secret_start - at] + hit.excerpt + shown[hit.end - at :]
-        out[paths[i]] = Finding(shown, None, f"{hits[0].kind} in the file name", hits[0].excerpt)
-    return out

@@ -13,7 +13,7 @@ import bisect
 import codecs
 import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 SCAN_BLOCK_BYTES = 1024 * 1024
@@ -480,3 +480,23 @@ def _scan_stream(path: str, blocks: Iterable[bytes]) -> list[Finding]:
         done = cut - keep
         tail = text[keep:]
     return findings
+
+
+def secrets_in_names(paths: Sequence[str]) -> dict[str, Finding]:
+    """Tokens used as file or folder names, which the repo's file list would show to anyone.
+
+    All names are searched as one text (the anchors find nothing in most folders, fast); a name
+    with a hit is reported with its secrets masked in place, as the finding's path is printed.
+    """
+    text = "\n".join(paths)
+    starts = list(itertools.accumulate((len(p) + 1 for p in paths), initial=0))
+    by_path: dict[int, list[_Hit]] = {}
+    for hit in _hits(text, None):
+        by_path.setdefault(bisect.bisect_right(starts, hit.start) - 1, []).append(hit)
+    out: dict[str, Finding] = {}
+    for i, hits in by_path.items():
+        shown, at = paths[i], starts[i]
+        for hit in sorted(hits, key=lambda h: h.secret_start, reverse=True):  # disjoint spans
+            shown = shown[: hit.secret_start - at] + hit.excerpt + shown[hit.end - at :]
+        out[paths[i]] = Finding(shown, None, f"{hits[0].kind} in the file name", hits[0].excerpt)
+    return out

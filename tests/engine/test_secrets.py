@@ -873,3 +873,37 @@ def test_unsupported_zip_members_and_tar_links_do_not_break_the_scan(tmp_path: P
     found = [(f.path, f.kind) for f in scan_folder(tmp_path, rels)]
     assert ("d64.zip!/a.py", "Hugging Face token") in found
     assert ("links.tar!/proj/.env", "env file") in found
+
+
+def _stored_zip(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_archive_damage_and_disguise_do_not_hide_a_token(tmp_path: Path) -> None:
+    # Chaos-test repros: each of these was pushed with exit 0.
+    line = f"HF_TOKEN = '{HF_TOKEN}'\n".encode()
+    spoiled = bytearray(tar_bytes({"a.txt": b"hello\n", "b.txt": b"x" * 100, "c.txt": line}))
+    spoiled[1024 + 148 : 1024 + 156] = b"99999999"  # b.txt's header checksum: a bad header
+    pad = random.Random(5).randbytes(20000)
+    rels = write(
+        tmp_path,
+        {
+            "names.zip": zip_bytes({f"dir/{HF_TOKEN}.txt": b"hi\n"}),
+            "names.tar": tar_bytes({f"dir/{GH_TOKEN}.txt": b"hi\n"}),
+            "small.txt.gz": gzip.compress(line) + b"GARBAGE",
+            "spoiled.tar": bytes(spoiled),
+            "cut.zip": _stored_zip({"pad.bin": pad, "n.txt": line})[:-30],
+            "cut-deflated.zip": _stored_zip({"pad.bin": pad, "n.txt": line}, zipfile.ZIP_DEFLATED)[:-30],
+            "big.zip": zip_bytes({"training_args.bin": line + b"\0" * (17 << 20)}),
+            "model.keras": zip_bytes({"config.json": line}),
+            "checkpoint": zip_bytes({"args.txt": line}),  # no suffix: a zip by its first bytes
+        },
+    )
+    found = {f.path.split("!/")[0]: f for f in scan_folder(tmp_path, rels)}
+    assert sorted(found) == sorted(rels)
+    assert found["names.zip"].path == f"names.zip!/dir/{HF_TOKEN[:5]}…(37 chars).txt"  # masked
+    assert all(HF_TOKEN not in f.describe() and GH_TOKEN not in f.describe() for f in found.values())
