@@ -556,7 +556,7 @@ class _Run:
                 ops.append(AddFile(f.rel, f.size, sha256=f.digest.sha256))
             else:
                 data = f.data if f.data is not None else inline[f.rel]
-                if f.path is not None and not _as_hashed(f, data):
+                if f.path is not None and not pushplan.as_hashed(f, data):
                     # What was hashed was also what the secret scan read: these bytes were not.
                     raise IntegrityError(f"{f.rel} changed while it was being pushed: push again", path=f.rel)
                 ops.append(AddFile(f.rel, len(data), data=data))
@@ -587,14 +587,6 @@ class _Run:
             lfs_reused=self.reused,
             notices=tuple(self.notices),
         )
-
-
-def _as_hashed(f: LocalFile, data: bytes) -> bool:
-    """Whether `data`, read for the commit, is the content whose digest the push compared."""
-    if f.digest is None:
-        return True
-    got = digest_bytes(data)
-    return f.digest.sha1 in (None, got.sha1) and f.digest.sha256 in (None, got.sha256)
 
 
 def _path(f: LocalFile) -> Path:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from engine._errors import UsageError
-from engine._hashing import Digest, LocalFile
+from engine._hashing import Digest, LocalFile, digest_bytes
 from engine._models import RemoteFile
 
 # Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
@@ -159,3 +159,11 @@ def under(prefix: str, path: str) -> str | None:
     if not prefix:
         return path
     return path[len(prefix) + 1 :] if path.startswith(prefix + "/") else None
+
+
+def as_hashed(f: LocalFile, data: bytes) -> bool:
+    """Whether `data`, read for the commit, is the content whose digest the push compared."""
+    if f.digest is None:
+        return True
+    got = digest_bytes(data)
+    return f.digest.sha1 in (None, got.sha1) and f.digest.sha256 in (None, got.sha256)

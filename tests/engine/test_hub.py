@@ -181,7 +181,8 @@ async def test_offline_client_sends_nothing(hub: LocalHub) -> None:
 
 
 def test_a_storage_host_refusal_says_which_way_and_never_blames_the_token() -> None:
-    from engine._hub import Ctx, HubResponse, map_error
+    from engine._hub import Ctx, HubResponse
+    from engine._huberrors import map_error
 
     expired = HubResponse(403, {}, b"", "https://cdn.example/blobs/abc?X-Signature=s3cr3t")
     err = map_error(expired, Ctx("acme/x", "main", "model.safetensors"), has_token=False, on_hub=False)
