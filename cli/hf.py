@@ -228,6 +228,7 @@ def pull(
     ref = guard(lambda: RepoRef.parse(asset, repo_id, legacy=True))
     if output is not None:
         check_folder(output)
+        output = output.absolute()  # stdout and --json name it absolute, as hf download prints it
     overrides: dict[str, object] = {}
     if max_connections is not None:
         if max_connections <= 0:

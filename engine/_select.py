@@ -256,7 +256,7 @@ def select_files(
     """Decide which files of `repo` (a label such as `acme/x`, used in messages) to download.
 
     Rules, in order: every path must pass `safe_relpath`; with `paths` (exact repo paths, as
-    `hf download REPO FILE...` takes them), only those; include/exclude globs; with
+    `hf download REPO FILE...` takes them; one ending in `/` names a folder), only those; include/exclude globs; with
     `quantization`, keep only GGUF files of that quantization (plus vision projectors) and
     non-weight files; then unsafe files are blocked unless `allow_unsafe`.
 
@@ -266,9 +266,15 @@ def select_files(
     """
     for f in files:
         safe_relpath(f.path)
-    named = set(paths)
-    if unknown := sorted(named - {f.path for f in files}):
-        raise UsageError(f"{repo} has no file named {first_few(unknown)}")
+    # A path naming a folder (`sub/`, or `sub` when no file has that name) takes all under it,
+    # as `hf download REPO sub/` does.
+    present = {f.path for f in files}
+    named = {p for p in paths if p in present}
+    folders = tuple(p.rstrip("/") + "/" for p in paths if p not in present and p.rstrip("/"))
+    if unknown := sorted(
+        p for p in paths if p not in present and not any(f.startswith(p.rstrip("/") + "/") for f in present)
+    ):
+        raise UsageError(f"{repo} has no file or folder named {first_few(unknown)}")
     wanted = _quantization_filter(files, quantization, repo) if quantization is not None else None
 
     selected: list[RemoteFile] = []
@@ -276,7 +282,7 @@ def select_files(
     filtered: list[Skipped] = []
     allowed: list[Skipped] = []
     for f in files:
-        if named and f.path not in named:
+        if paths and f.path not in named and not f.path.startswith(folders):
             filtered.append(Skipped(f, _PATHS_REASON))
             continue
         if not match_globs(f.path, include, exclude):

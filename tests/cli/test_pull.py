@@ -348,7 +348,8 @@ def test_named_files_cache_dir_and_force_download(
     assert loaded.strip() == files["config.json"].decode()
     missing = run_cli(*pull, "config.json", "missing.txt")
     assert (
-        missing.exit_code == ExitCode.USAGE and "acme/named has no file named missing.txt" in missing.stderr
+        missing.exit_code == ExitCode.USAGE
+        and "acme/named has no file or folder named missing.txt" in missing.stderr
     )
 
     # A blob damaged after it was verified: a plain pull trusts the cache, --force-download repairs it.
@@ -594,9 +595,22 @@ def test_one_named_file_prints_its_path_as_hf_download_does(
                 shown = Path(r.stdout.removesuffix("\n"))
                 assert r.exit_code == 0 and shown == folder / name.removeprefix("./"), r
                 assert shown.read_bytes() == files[name.removeprefix("./")]  # cat "$(batuta hf pull ...)"
-        # Several files, or none: the folder.
+        # Several files, a folder, or none: the folder.
         assert run_cli(*pull, "config.json", "sub/tok.txt", *dest).stdout == f"{folder}\n"
+        assert run_cli(*pull, "sub/", *dest).stdout == f"{folder}\n"
         assert run_cli(*pull, *dest).stdout == f"{folder}\n"
+
+
+def test_a_relative_output_folder_is_printed_absolute(
+    run_cli: Run, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parity: `hf download --local-dir ldo` prints the folder's absolute path; batuta printed `ldo`.
+    hub.add_repo("acme/tiny", {"config.json": b"{}", "sub/a.txt": b"a"})
+    monkeypatch.chdir(tmp_path)
+    r = run_cli(*ep(hub), "hf", "pull", "model", "acme/tiny", "sub/", "-o", "ldo", "--quiet")
+    assert r.exit_code == 0 and r.stdout == f"{tmp_path / 'ldo'}\n", r
+    assert (tmp_path / "ldo" / "sub" / "a.txt").read_bytes() == b"a"
+    assert not (tmp_path / "ldo" / "config.json").exists()  # only the folder named
 
 
 BAD_REVISIONS = ["a b", "main ", "a\tb", "x~1", "HEAD^", "a:b", "v*", "a?", "a[0]", "a\\b", "@", "main@{1}"]

@@ -374,7 +374,7 @@ def test_named_paths_select_exactly_those_files_and_the_other_rules_still_apply(
         GGUF_REPO, repo="acme/x", paths=["model.Q8_0.gguf", "README.md"], quantization="Q4_K_M"
     )
     assert [f.path for f in quant.selected] == ["README.md"]
-    with pytest.raises(UsageError, match=r"acme/x has no file named configs\.json, nope/x$"):
+    with pytest.raises(UsageError, match=r"acme/x has no file or folder named configs\.json, nope/x$"):
         select_files(GGUF_REPO, repo="acme/x", paths=["config.json", "nope/x", "configs.json"])
     # Naming an unsafe weight file does not lift the block: --allow-unsafe does.
     unsafe = [rf("config.json"), rf("pytorch_model.bin", 100)]
@@ -389,3 +389,15 @@ def test_filters_that_together_select_nothing_are_a_usage_error() -> None:
         UsageError, match=r"no file of acme/x matches --include 'IQ2_XXS/\*' --quantization Q8_0"
     ):
         select_files(GGUF_REPO, repo="acme/x", include=["IQ2_XXS/*"], quantization="Q8_0")
+
+
+def test_a_named_folder_selects_everything_under_it() -> None:
+    # Parity: `hf download REPO sub/` takes the folder; batuta said "has no file named sub/".
+    repo = [rf("config.json"), rf("sub/a.json"), rf("sub/deep/b.txt"), rf("subway.txt"), rf("other/c.json")]
+    for arg in ("sub/", "sub"):
+        got = select_files(repo, repo="acme/x", paths=[arg, "config.json"])
+        assert [f.path for f in got.selected] == ["config.json", "sub/a.json", "sub/deep/b.txt"]
+    inside = select_files(repo, repo="acme/x", paths=["sub/"], include=["*.json"])
+    assert [f.path for f in inside.selected] == ["sub/a.json"]  # globs still narrow it
+    with pytest.raises(UsageError, match="has no file or folder named nothing/"):
+        select_files(repo, repo="acme/x", paths=["nothing/"])
