@@ -32,7 +32,7 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import IO, BinaryIO, NamedTuple, Protocol
 
 from engine._secrets import Finding, scan_name, secrets_in_names
 
@@ -50,13 +50,12 @@ _MEDIA_SUFFIXES = (
 _ZIP_SUFFIXES = (".zip", ".keras", ".jar", ".war", ".whl", ".egg", ".nupkg")
 _STREAM_SUFFIXES = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz2": "bz2", ".xz": "xz", ".txz": "xz"}
 _MAGIC = ((b"PK\x03\x04", "zip"), (b"\x1f\x8b", "gz"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"))
-# What a truncated, corrupt or wrongly named archive raises while it is read; a zip member in a
-# method Python lacks (Deflate64, strong encryption) raises NotImplementedError, one that needs
-# a password RuntimeError.
-_BROKEN = (
-    OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
-    NotImplementedError, RuntimeError, struct.error,
-)  # fmt: skip
+# Archives here are hostile input parsed by the standard library, which raises a zoo of types on
+# damage (IndexError, OverflowError, MemoryError, struct.error, ...). None may crash the push:
+# whatever breaks ends that part of the scan, and the caller searches the raw bytes as well.
+_BROKEN = (Exception,)
+MAX_MEMBERS = 100_000  # members looked at per archive (~120 µs each); the rest: raw bytes only
+_TOKEN_MIN_BYTES = 8  # no credential rule matches fewer bytes: a smaller member holds none
 _TAR_MAGIC_AT = 257  # "ustar" in a POSIX tar header
 _READ_BYTES = 64 << 10
 
@@ -111,7 +110,8 @@ def scan_archive(f: BinaryIO, path: str, kind: str, scan_stream: ScanStream) -> 
         if not out.opened:
             return None
         out.complete = False
-    return ArchiveScan(out.findings, out.complete)
+    # A zip read both from its directory and from its local headers reports a member twice.
+    return ArchiveScan(list(dict.fromkeys(out.findings)), out.complete)
 
 
 class _Found:
@@ -138,7 +138,7 @@ class _Found:
         """How many bytes of the member to read: all of it when it fits the budget, else its
         head; 0 for media, empty members, or a head that no longer fits (small members after a
         large one still get their turn)."""
-        if size == 0 or member.lower().endswith(_MEDIA_SUFFIXES):
+        if (size is not None and size < _TOKEN_MIN_BYTES) or member.lower().endswith(_MEDIA_SUFFIXES):
             return 0
         if size is not None and size <= min(MEMBER_MAX_BYTES, self.budget):
             return size
@@ -153,81 +153,133 @@ class _Found:
 def _scan_zip(f: BinaryIO, out: _Found) -> None:
     try:
         zf = zipfile.ZipFile(f)
-    except zipfile.BadZipFile:
-        _scan_zip_entries(f, out)  # no readable directory: a zip cut short
+    except _BROKEN:
+        _scan_zip_entries(f, out)  # no readable directory: a zip cut short, or a broken one
         return
     with zf:
         out.opened = True
-        for info in zf.infolist():
-            if info.is_dir():
+        infos = zf.infolist()
+        if infos and min(i.header_offset for i in infos) > 0:
+            # The directory found is not this zip's own (a zip stored last in a zip cut short):
+            # read the members from their local headers as well.
+            _scan_zip_entries(f, out)
+        for count, info in enumerate(infos):
+            if count >= MAX_MEMBERS:
+                out.complete = False
+                return
+            if not info.filename or info.filename.endswith("/"):
                 continue
             shown = out.name(info.filename)
             if info.flag_bits & 0x1 or not (n := out.want(info.filename, info.file_size)):
                 continue  # bit 0: encrypted, unreadable without the password
             try:
-                with zf.open(info) as member:
-                    data = member.read(n)  # not trusting file_size: at most n bytes
+                member = zf.open(info)
             except _BROKEN:
                 out.complete = False  # this member only: the others are read all the same
                 continue
-            out.content(shown, data)
+            with member:
+                # A bad CRC is raised by the read that reaches the end, losing what it read;
+                # unzip extracts such a file with a warning, so its bytes are scanned all the same.
+                if getattr(member, "_expected_crc", None) is not None:
+                    member._expected_crc = None  # type: ignore[attr-defined]
+                out.content(shown, _read_what_comes(member, n, out))
+
+
+def _read_what_comes(stream: IO[bytes], n: int, out: _Found) -> bytes:
+    """Up to `n` bytes of a member, in pieces: a bad CRC or a cut at the end loses nothing that
+    came before it (the archive is then marked incomplete)."""
+    pieces: list[bytes] = []
+    left = n
+    while left > 0:
+        try:
+            piece = stream.read(min(left, _READ_BYTES))
+        except _BROKEN:
+            out.complete = False
+            break
+        if not piece:
+            break
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip member's local header (30 bytes)
 
 
 def _scan_zip_entries(f: BinaryIO, out: _Found) -> None:
-    """A zip without its central directory, read from the local header before each member."""
+    """A zip without a usable central directory, read from the local header before each member."""
     f.seek(0)
-    data = f.read(ARCHIVE_STREAM_BYTES)
-    pos = data.find(b"PK\x03\x04")
+    data = memoryview(f.read(ARCHIVE_STREAM_BYTES))
+    raw = data.obj
+    assert isinstance(raw, bytes)
+    pos = raw.find(b"PK\x03\x04")
     if pos < 0:
         raise zipfile.BadZipFile("no zip member header")
     out.opened, out.complete = True, False
-    while pos >= 0 and pos + _LOCAL_HEADER.size <= len(data):
+    count = 0
+    while 0 <= pos and pos + _LOCAL_HEADER.size <= len(data) and count < MAX_MEMBERS:
+        count += 1
         _, _, flags, method, _, _, _, csize, usize, nlen, xlen = _LOCAL_HEADER.unpack_from(data, pos)
         start = pos + _LOCAL_HEADER.size + nlen + xlen
-        name = data[pos + _LOCAL_HEADER.size : start - xlen].decode("utf-8", "replace")
-        shown = out.name(name)
+        name = bytes(data[pos + _LOCAL_HEADER.size : start - xlen]).decode("utf-8", "replace")
+        shown = out.name(name) if name else name
         # Sizes of 0 with flag bit 3: they follow the data instead (a streamed zip).
-        body = data[start : start + csize] if csize else data[start:]
-        n = out.want(name, usize or None) if not flags & 0x1 else 0
+        end = min(start + csize, len(data)) if csize else len(data)
+        n = out.want(name, usize or None) if name and not flags & 0x1 else 0
         used = csize
         if n and method == 0:
-            out.content(shown, body[:n])
+            out.content(shown, bytes(data[start : min(end, start + n)]))
         elif n and method == 8:
-            inflate = zlib.decompressobj(-15)  # raw deflate: it knows where the member ends
-            try:
-                out.content(shown, inflate.decompress(body, n))
-                used = used or len(body) - len(inflate.unused_data)
-            except zlib.error:
-                pass
-        pos = data.find(b"PK\x03\x04", start + max(used, 0))
+            body, used_now = _inflate(data, start, end, n)
+            out.content(shown, body)
+            used = used or used_now
+        pos = raw.find(b"PK\x03\x04", start + max(used, 0))
 
 
-def _scan_tar(tar: tarfile.TarFile, out: _Found) -> None:
+def _inflate(data: memoryview, start: int, end: int, n: int) -> tuple[bytes, int]:
+    """Up to `n` bytes of the raw deflate stream at `data[start:end]`, fed in pieces (a copy of
+    the whole rest per member made this quadratic), and how many input bytes it used."""
+    inflate = zlib.decompressobj(-15)
+    pieces: list[bytes] = []
+    got, pos = 0, start
+    try:
+        while got < n and not inflate.eof and pos < end:
+            chunk = data[pos : min(pos + _READ_BYTES, end)]
+            pos += len(chunk)
+            piece = inflate.decompress(chunk, n - got)
+            pieces.append(piece)
+            got += len(piece)
+            if inflate.unconsumed_tail:
+                break  # `n` reached within this chunk
+    except zlib.error:
+        pass
+    return b"".join(pieces), pos - start - len(inflate.unconsumed_tail) - len(inflate.unused_data)
+
+
+def _scan_tar(tar: tarfile.TarFile, out: _Found, stream_bytes: int | None = None) -> None:
+    """`stream_bytes`: the tar is read from a stream capped there; a member reaching past it ends
+    the scan (skipping it would read a declared size of any length, 10**30 bytes included)."""
     out.opened = True
     for member in _members(tar, out):
         shown = out.name(member.name)  # a link named `.env` too: unpacked, it is one
-        if not member.isfile() or not (n := out.want(member.name, member.size)):
-            continue
-        extracted = tar.extractfile(member)
-        if extracted is None:
-            continue
-        try:
-            data = extracted.read(n)
-        except _BROKEN:
+        past_cap = stream_bytes is not None and member.offset_data + member.size > stream_bytes
+        n = out.want(member.name, member.size) if member.isfile() else 0
+        extracted = tar.extractfile(member) if n else None
+        if extracted is not None:
+            data = _read_what_comes(extracted, n, out)
+            if len(data) < n:
+                out.complete = False  # cut short by the stream cap or a truncated file
+            out.content(shown, data)
+        if past_cap:
             out.complete = False
             return
-        if len(data) < n:
-            out.complete = False  # cut short by the stream cap or a truncated file: scan what came
-        out.content(shown, data)
 
 
 def _members(tar: tarfile.TarFile, out: _Found) -> Iterator[tarfile.TarInfo]:
     """The members up to where the archive (or its capped stream) ends or breaks off; a bad
     header in between is skipped (`ignore_zeros`), as GNU tar does."""
-    while True:
+    last = -1
+    for count in range(MAX_MEMBERS + 1):
         try:
             member = tar.next()
         except _BROKEN:
@@ -235,6 +287,11 @@ def _members(tar: tarfile.TarFile, out: _Found) -> Iterator[tarfile.TarInfo]:
             return
         if member is None:
             return
+        if count == MAX_MEMBERS or member.offset <= last or member.size < 0:
+            # A negative size walks tarfile back to a header it has read: it would loop.
+            out.complete = False
+            return
+        last = member.offset
         # tarfile keeps every member it has read (an attribute its stubs leave out); a tar of
         # 200 000 files would hold ~90 MB of them.
         if isinstance(read := getattr(tar, "members", None), list):
@@ -250,7 +307,7 @@ def _scan_compressed(stream: _Decompressed, out: _Found) -> bool:
     out.opened = True
     if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar":
         with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
-            _scan_tar(tar, out)
+            _scan_tar(tar, out, stream_bytes=ARCHIVE_STREAM_BYTES)
     else:
         path = out.path
         inner = path.rsplit(".", 1)[0] if "." in path.rsplit("/", 1)[-1] else path
@@ -338,6 +395,11 @@ class _Decompressed(io.RawIOBase):
         while self._left > 0 and self._d is not None:
             if self._d.eof:
                 rest = self._d.unused_data + self._pending or self._f.read(_READ_BYTES)
+                if self._kind == "xz":
+                    # Stream padding (NULs, legal between .xz streams) is not another stream.
+                    while rest and not rest.lstrip(b"\0"):
+                        rest = self._f.read(_READ_BYTES)
+                    rest = rest.lstrip(b"\0")
                 if not rest:
                     self._d = None  # a clean end
                     break

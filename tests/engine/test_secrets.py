@@ -11,6 +11,7 @@ import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -907,3 +908,49 @@ def test_archive_damage_and_disguise_do_not_hide_a_token(tmp_path: Path) -> None
     assert sorted(found) == sorted(rels)
     assert found["names.zip"].path == f"names.zip!/dir/{HF_TOKEN[:5]}…(37 chars).txt"  # masked
     assert all(HF_TOKEN not in f.describe() and GH_TOKEN not in f.describe() for f in found.values())
+
+
+def _tar_header(name: str, size: int, fmt: Literal[0, 1, 2]) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=fmt)
+
+
+def _block(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def test_hostile_archives_neither_crash_nor_hang_the_scan(tmp_path: Path) -> None:
+    # Fuzzing repros: each raised out of the scan (a push traceback) or never returned.
+    line = f"HF_TOKEN={HF_TOKEN}\n".encode()
+    env = _tar_header("c.env", len(line), tarfile.GNU_FORMAT) + _block(line)
+    backwards = (  # a negative size sends tarfile back to a header it has read: it looped
+        _tar_header("a.txt", 512, tarfile.GNU_FORMAT) + _block(b"x" * 512)
+        + _tar_header("b.jpg", -1024, tarfile.GNU_FORMAT) + env + b"\0" * 1024
+    )  # fmt: skip
+    huge = gzip.compress(  # a declared 10**30 bytes was skipped 10 KiB at a time
+        _tar_header("clip.mp4", 10**30, tarfile.PAX_FORMAT) + _block(b"\0" * 1024) + env
+    )
+    empty_name = io.BytesIO()
+    with zipfile.ZipFile(empty_name, "w") as zf:  # IndexError in ZipInfo.is_dir()
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+        zf.writestr("cfg.py", line)
+    bad_crc = io.BytesIO()
+    with zipfile.ZipFile(bad_crc, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("config.py", line)
+    flipped = bad_crc.getvalue().replace(b"HF_TOKEN=", b"HF_TOKEM=", 1)  # unzip warns, extracts
+    padded = lzma.compress(b"x\n") + b"\0" * 8 + lzma.compress(line)  # legal .xz stream padding
+    rels = write(
+        tmp_path,
+        {
+            "back.tar": backwards,
+            "huge.tar.gz": huge,
+            "noname.zip": empty_name.getvalue(),
+            "crc.zip": flipped,
+            "logs.txt.xz": padded,
+        },
+    )
+    found = {f.path.split("!/")[0] for f in scan_folder(tmp_path, rels)}
+    # huge.tar.gz: its token lies past the declared 10**30 bytes, where no tool reads: it only
+    # had to return.
+    assert found == set(rels) - {"huge.tar.gz"}
