@@ -260,6 +260,8 @@ class HashJob(NamedTuple):
 
 def _adopt_old_cache(old_dir: Path, path: Path) -> None:
     # Best effort: the digests are only a saving, and a folder that cannot move stays harmless.
+    if not old_dir.is_dir():
+        return  # nearly always: one stat per push, not five
     old = old_dir / path.name
     with contextlib.suppress(OSError):
         if old.is_file() and not path.exists():

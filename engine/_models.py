@@ -38,6 +38,23 @@ def validate_repo_id(repo_id: str, *, legacy: bool = False) -> str:
     return repo_id
 
 
+def repo_path_ok(path: str) -> bool:
+    """Whether a commit may write a file at `path`: relative; no empty, `.`, `..` or `.git` part;
+    no backslash; UTF-8 (a lone surrogate is a byte that was not); no control character.
+
+    The rule the Hub applies, shared by push (checked before anything is sent) and the server.
+    """
+    if not path or path.startswith("/") or "\\" in path:
+        return False
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    if any(ord(c) < 0x20 or c == "\x7f" for c in path):
+        return False
+    return all(p not in ("", ".", "..", ".git") for p in path.split("/"))
+
+
 class RepoRef(NamedTuple):
     """A repository on the Hub: its type and `namespace/name` id."""
 

@@ -66,7 +66,7 @@ from engine._pushplan import (
     same_content,
 )
 from engine._pushtypes import PushedFile, PushOptions, PushResult
-from engine._select import match_globs
+from engine._select import first_few, match_globs
 from engine._upload import (
     PREUPLOAD_BATCH,
     SAMPLE_BYTES,
@@ -123,10 +123,10 @@ async def push(engine: Engine, ref: RepoRef, folder: Path, options: PushOptions)
     try:
         await anyio.to_thread.run_sync(check_secrets, root, files, cache, engine.config.scan_processes)
         single = root != folder
-        pushplan.place_in_repo(files, options.path_in_repo, single=single)
+        as_file = single and not options.path_in_repo.endswith("/")
+        pushplan.place_in_repo(files, prefix, as_file=as_file)
         try:
-            run = _Run(engine, ref, options, files, cache, None if single else prefix)
-            return await run.go(root, whole=not single and not prefix)
+            return await _Run(engine, ref, options, files, cache, None if single else prefix).go(root)
         except ExceptionGroup as group:
             # Task groups wrap a failure (and whatever it cancelled) in an ExceptionGroup; the
             # caller maps error types to exit codes, so hand it the failure that started it.
@@ -194,8 +194,8 @@ class _Run:
         self.dropped: set[str] = set()  # files no longer to commit (a card another push beat)
         self.gitignore = pushlocal.gitignore_text(files)
 
-    async def go(self, folder: Path, *, whole: bool = True) -> PushResult:
-        """Push the files of `folder`; `whole`: the folder is the repo's root (a card may be due)."""
+    async def go(self, folder: Path) -> PushResult:
+        """Push the files of `folder` (a card may be due when it is the whole repo)."""
         opts, ref = self.opts, self.ref
 
         async def read_remote() -> None:
@@ -209,7 +209,7 @@ class _Run:
         card: LocalFile | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_remote)
-            if whole and self._card_wanted(folder):
+            if self.folder_in_repo == "" and self._card_wanted(folder):
                 # Written meanwhile, as it needs no remote state; dropped below if the remote
                 # revision has a README of its own.
                 card = await self._write_card(folder)
@@ -532,12 +532,11 @@ class _Run:
             self.card, self.card_kept = False, True
         moved = pushplan.moved_paths(mine, self.remote, tree)
         if moved:
-            shown = ", ".join(moved[:5]) + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
             done = (
                 f"; {len(self.commits)} earlier part(s) of this push were committed" if self.commits else ""
             )
             raise ConflictError(
-                f"{shown} changed on {self.ref.repo_id}@{revision} while this push ran;"
+                f"{first_few(moved, 5)} changed on {self.ref.repo_id}@{revision} while this push ran;"
                 f" it was not overwritten{done}: pull, merge and push again",
                 status=412,
             )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from engine._errors import UsageError
 from engine._hashing import Digest, LocalFile, digest_bytes
-from engine._models import RemoteFile
+from engine._models import RemoteFile, repo_path_ok
 
 # Commit splitting rule: a commit holds at most MAX_COMMIT_OPS operations (adds + deletes) and
 # at most MAX_COMMIT_INLINE_BYTES of regular (non-LFS) content; LFS files count only as an
@@ -132,22 +132,17 @@ def guess_space_sdk(names: Iterable[str], readme: str | None, app_py: str | None
 
 def repo_folder(path_in_repo: str) -> str:
     """`path_in_repo` as a clean repo path ("" for the root); UsageError for one the Hub cannot
-    hold (`..`, `.`, empty parts, a backslash, a NUL)."""
+    hold (`..`, `.git`, a backslash, a control character, bytes that are not UTF-8)."""
     clean = path_in_repo.strip("/")
-    parts = clean.split("/") if clean else []
-    bad = any(p in ("", ".", "..", ".git") or "\\" in p for p in parts) or any(
-        ord(c) < 0x20 or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in clean
-    )  # control characters, and surrogates: bytes of the argument that are not UTF-8
-    if bad:
+    if clean and not repo_path_ok(clean):
         raise UsageError(f"--path-in-repo {path_in_repo!r} is not a path a repo can hold")
     return clean
 
 
-def place_in_repo(files: Sequence[LocalFile], path_in_repo: str, *, single: bool) -> None:
-    """Turn the files' local paths into their repo paths: under the folder `path_in_repo`, or,
-    for a single file, exactly `path_in_repo` unless that ends in `/` (then under it, by name)."""
-    prefix = repo_folder(path_in_repo)
-    if single and prefix and not path_in_repo.endswith("/"):
+def place_in_repo(files: Sequence[LocalFile], prefix: str, *, as_file: bool) -> None:
+    """Turn the files' local paths into their repo paths under the repo folder `prefix`; with
+    `as_file` (one file, `--path-in-repo` not ending in `/`), the file's path is `prefix` itself."""
+    if as_file and prefix:
         files[0].rel = prefix
         return
     for f in files:

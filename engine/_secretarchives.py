@@ -68,12 +68,12 @@ ScanStream = Callable[[BinaryIO, str], list[Finding]]
 
 def is_archive(path: str) -> bool:
     """Whether `path` names an archive (by its suffix; `archive_kind` also reads magic bytes)."""
-    return archive_kind(path, b"") is not None
+    return archive_kind(path) is not None
 
 
-def archive_kind(path: str, head: bytes) -> str | None:
-    """ "zip", "tar", "gz", "bz2", "xz" or None, by the name, else (a name without a suffix) by
-    the first bytes `head` (at least 262 of them to see a tar)."""
+def archive_kind(path: str, f: BinaryIO | None = None) -> str | None:
+    """The kind of archive ("zip", "tar", "gz", "bz2", "xz") or None, by the name; a name without
+    a suffix by the first bytes of `f` (read only then, and `f` is put back at its start)."""
     name = path.lower().rsplit("/", 1)[-1]
     if name.endswith(_ZIP_SUFFIXES):
         return "zip"
@@ -82,12 +82,18 @@ def archive_kind(path: str, head: bytes) -> str | None:
     for suffix, kind in _STREAM_SUFFIXES.items():
         if name.endswith(suffix):
             return kind
-    if "." in name.lstrip("."):
+    if "." in name.lstrip(".") or f is None:
         return None  # a known other format: weights, data, media
+    head = f.read(_TAR_MAGIC_AT + 5)
+    f.seek(0)
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    return "tar" if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar" else None
+    return "tar" if _is_tar(head) else None
+
+
+def _is_tar(head: bytes) -> bool:
+    return head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar"
 
 
 class ArchiveScan(NamedTuple):
@@ -173,10 +179,9 @@ def _scan_zip(f: BinaryIO, out: _Found) -> None:
             # The directory found is not this zip's own (a zip stored last in a zip cut short):
             # read the members from their local headers as well.
             _scan_zip_entries(f, out)
-        for count, info in enumerate(infos):
-            if count >= MAX_MEMBERS:
-                out.complete = False
-                return
+        if len(infos) > MAX_MEMBERS:
+            out.complete = False
+        for info in infos[:MAX_MEMBERS]:
             if not info.filename or info.filename.endswith("/"):
                 continue
             shown = out.name(info.filename)
@@ -219,9 +224,8 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip member's local header (3
 def _scan_zip_entries(f: BinaryIO, out: _Found) -> None:
     """A zip without a usable central directory, read from the local header before each member."""
     f.seek(0)
-    data = memoryview(f.read(ARCHIVE_STREAM_BYTES))
-    raw = data.obj
-    assert isinstance(raw, bytes)
+    raw = f.read(ARCHIVE_STREAM_BYTES)
+    data = memoryview(raw)  # slices without copies: one copy of the rest per member was quadratic
     pos = raw.find(b"PK\x03\x04")
     if pos < 0:
         raise zipfile.BadZipFile("no zip member header")
@@ -313,9 +317,9 @@ def _scan_compressed(stream: _Decompressed, out: _Found) -> bool:
     """Scan a gzip/bzip2/xz stream into `out`; False when not one byte of it decompresses."""
     head = stream.peek(_TAR_MAGIC_AT + 5)
     if not head:
-        return stream.broken is None  # an empty stream is a (clean) one; garbage is not
+        return not stream.broken  # an empty stream is a (clean) one; garbage is not
     out.opened = True
-    if head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar":
+    if _is_tar(head):
         with tarfile.open(fileobj=stream, mode="r|", ignore_zeros=True) as tar:
             _scan_tar(tar, out, stream_bytes=ARCHIVE_STREAM_BYTES)
     else:
@@ -324,7 +328,7 @@ def _scan_compressed(stream: _Decompressed, out: _Found) -> bool:
         inner = inner + ".tar" if path.lower().endswith((".tgz", ".tbz2", ".txz")) else inner
         shown = f"{path}!/{inner.rsplit('/', 1)[-1]}"  # `data.jsonl.gz` holds `data.jsonl`
         out.findings += out.scan_stream(io.BufferedReader(stream), shown)
-    if stream.broken is not None:
+    if stream.broken:
         out.complete = False  # what decompressed before the damage was scanned
     return True
 
@@ -374,7 +378,7 @@ class _Decompressed(io.RawIOBase):
     """The first `limit` decompressed bytes of a gzip/bzip2/xz file, across concatenated members.
 
     Damage (a corrupt block, a truncated end, garbage after the last member) ends the stream
-    there, with everything before it delivered, and is recorded in `broken`.
+    there, with everything before it delivered, and sets `broken`.
     """
 
     def __init__(self, f: BinaryIO, kind: str, limit: int) -> None:
@@ -382,7 +386,7 @@ class _Decompressed(io.RawIOBase):
         self._d: _Decompressor | None = _decompressor(kind)
         self._pending = b""  # compressed input not yet fed
         self._ahead = b""  # decompressed, not yet read
-        self.broken: str | None = None
+        self.broken = False
 
     def readable(self) -> bool:
         return True
@@ -422,11 +426,11 @@ class _Decompressed(io.RawIOBase):
                 data, self._pending = self._pending or self._f.read(_READ_BYTES), b""
             try:
                 out = self._d.decompress(data, min(n, self._left))
-            except _BROKEN as exc:
-                self.broken, self._d = f"{type(exc).__name__}: {exc}", None
+            except _BROKEN:
+                self.broken, self._d = True, None
                 break
             if not out and not data and not self._d.eof:
-                self.broken, self._d = "truncated", None
+                self.broken, self._d = True, None  # truncated
                 break
             if out:
                 self._left -= len(out)

@@ -65,13 +65,9 @@ def is_binary_file(file: Path, path: str) -> bool:
         return _sniff(f, path)[1] == "binary"
 
 
-ARCHIVE_SNIFF_BYTES = 512  # a tar's magic sits at byte 257
-
-
 def _scan_file(file: Path, path: str, *, binary: bool = False) -> list[Finding]:
     with file.open("rb") as f:
-        kind = archive_kind(path, f.read(ARCHIVE_SNIFF_BYTES))
-        f.seek(0)
+        kind = archive_kind(path, f)
         if kind is not None and (scan := scan_archive(f, path, kind, scan_stream)) is not None:
             if scan.complete:
                 return scan.findings

@@ -270,9 +270,10 @@ def select_files(
     # as `hf download REPO sub/` does.
     present = {f.path for f in files}
     named = {p for p in paths if p in present}
-    folders = tuple(p.rstrip("/") + "/" for p in paths if p not in present and p.rstrip("/"))
+    prefixes = {p: p.rstrip("/") + "/" for p in paths if p not in present}
+    folders = tuple(pre for pre in prefixes.values() if pre != "/")
     if unknown := sorted(
-        p for p in paths if p not in present and not any(f.startswith(p.rstrip("/") + "/") for f in present)
+        p for p, pre in prefixes.items() if pre == "/" or not any(f.startswith(pre) for f in present)
     ):
         raise UsageError(f"{repo} has no file or folder named {first_few(unknown)}")
     wanted = _quantization_filter(files, quantization, repo) if quantization is not None else None

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from engine._models import repo_path_ok
 from engine._wildmatch import path_matches
 
 MiB = 1024 * 1024
@@ -128,16 +129,9 @@ MAX_REPO_PATH_BYTES = 3072
 
 
 def valid_repo_path(path: str) -> bool:
-    """A file path a commit may write: relative; no empty, `.` or `..` part; no `.git` or `.batuta`
-    part (the store ignores both, the file would vanish); each part a file name the disk takes."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+    """A file path a commit may write (engine/_models.py `repo_path_ok`), and the store can: no
+    `.batuta` part (the store ignores it, the file would vanish); each part a file name the disk
+    takes."""
+    if not repo_path_ok(path) or len(path.encode("utf-8")) > MAX_REPO_PATH_BYTES:
         return False
-    try:
-        # A lone surrogate (JSON's "\udcff") is no UTF-8: stored, it broke every later listing.
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        return False
-    if size > MAX_REPO_PATH_BYTES or any(ord(c) < 0x20 or c == "\x7f" for c in path):
-        return False
-    parts = path.split("/")
-    return all(p not in ("", ".", "..", ".git", ".batuta") and len(p.encode("utf-8")) <= 255 for p in parts)
+    return all(p != ".batuta" and len(p.encode("utf-8")) <= 255 for p in path.split("/"))

@@ -575,30 +575,31 @@ async def test_a_gitignore_pushed_for_the_first_time_applies_to_its_own_commit(
 CONFIG_V2 = b'{"model_type": "bert", "v": 2}'
 
 
-async def _push_while_another_commits(hub: LocalHub, tmp_path: Path, path: str, data: bytes) -> PushResult:
-    """Push a changed config.json; once the push has read the branch, another client commits `path`."""
+async def _push_while_another_commits(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, data: bytes
+) -> PushResult:
+    """Push a changed config.json; just before its commit, another client commits `path`."""
     folder = model_folder(tmp_path)
     await do_push(cfg(hub), folder, card=False)
     (folder / "config.json").write_bytes(CONFIG_V2)
-    done: list[bool] = []
-
-    def sink(event: Event) -> None:
-        if isinstance(event, PlanReady) and not done:
-            done.append(True)
-            HfApi(endpoint=hub.url, token=WRITER).upload_file(
-                path_or_fileobj=data, path_in_repo=path, repo_id=REPO, commit_message="meanwhile"
-            )
-
-    async with Engine(cfg(hub), on_event=sink) as engine:
-        return await engine.push(RepoRef.parse("model", REPO), folder, PushOptions(card=False))
+    _before_commit(
+        monkeypatch,
+        1,
+        lambda: _other(hub).upload_file(
+            path_or_fileobj=data, path_in_repo=path, repo_id=REPO, commit_message="meanwhile"
+        ),
+    )
+    return await do_push(cfg(hub), folder, card=False)
 
 
 @pytest.mark.anyio
 async def test_a_push_whose_branch_moved_commits_on_top_when_the_files_differ(
-    hub: LocalHub, tmp_path: Path
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Parity repro: of 5 concurrent pushes of different files to one repo, 2 failed with exit 14.
-    result = await _push_while_another_commits(hub, tmp_path, "eval/results.json", b'{"f1": 0.9}')
+    result = await _push_while_another_commits(
+        hub, tmp_path, monkeypatch, "eval/results.json", b'{"f1": 0.9}'
+    )
     files = tree_bytes(hub.repo_dir(REPO))
     assert files["config.json"] == CONFIG_V2
     assert files["eval/results.json"] == b'{"f1": 0.9}'  # the other commit is kept
@@ -607,12 +608,14 @@ async def test_a_push_whose_branch_moved_commits_on_top_when_the_files_differ(
 
 @pytest.mark.anyio
 async def test_a_push_whose_file_changed_meanwhile_fails_without_overwriting_it(
-    hub: LocalHub, tmp_path: Path
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(
         ConflictError, match=r"notes/readme\.txt changed on acme/pushed@main while this push ran"
     ):
-        await _push_while_another_commits(hub, tmp_path, "notes/readme.txt", b"edited on the Hub\n")
+        await _push_while_another_commits(
+            hub, tmp_path, monkeypatch, "notes/readme.txt", b"edited on the Hub\n"
+        )
     files = tree_bytes(hub.repo_dir(REPO))
     assert files["notes/readme.txt"] == b"edited on the Hub\n" and files["config.json"] != CONFIG_V2
 
@@ -769,10 +772,12 @@ async def test_a_regular_file_edited_after_hashing_is_not_committed(hub: LocalHu
 
 
 @pytest.mark.anyio
-async def test_a_gitattributes_changed_meanwhile_is_a_conflict(hub: LocalHub, tmp_path: Path) -> None:
+async def test_a_gitattributes_changed_meanwhile_is_a_conflict(
+    hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Preupload's LFS answers came from the old rules: committing on top would store files as
     # the new rules do not say.
     with pytest.raises(ConflictError, match=r"^\.gitattributes, .* changed on acme/pushed@main"):
         await _push_while_another_commits(
-            hub, tmp_path, ".gitattributes", b"*.json filter=lfs diff=lfs merge=lfs -text\n"
+            hub, tmp_path, monkeypatch, ".gitattributes", b"*.json filter=lfs diff=lfs merge=lfs -text\n"
         )
